@@ -1,0 +1,1 @@
+"""Data: readers for TOP-style files, tokenizer, synthetic data, TFDS builder."""
