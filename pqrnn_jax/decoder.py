@@ -1,0 +1,91 @@
+"""Merged-attention (MAtt) decoder with pointer outputs.
+
+Dims: B batch, T source length, U target length, D model width, M memory
+width (2H), N heads, V ontology size.
+
+MAtt layer (Zhang, Titov & Sennrich 2019), as in ARCHITECTURE.md section 3:
+  a_self  = cumavg_{j<=t}(y_j W_v)      average attention: O(1) state per step
+  a_cross = MultiHead(y_t W_q, M W_k, M W_v')
+  y'  = LN(y_t + Dropout((a_self + a_cross) W_o))
+  out = LN(y' + Dropout(FFN(y')))
+The incremental cache per layer is the running sum of y_j W_v plus the
+encoder keys and values, computed once: its size does not grow with steps.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def cross_attention(q_BxUxD, k_BxTxNxK, v_BxTxNxK, mask_BxT):
+  """Scaled multi-head attention of queries over the encoder memory."""
+  b, u, _ = q_BxUxD.shape
+  n, dk = k_BxTxNxK.shape[-2:]
+  q = q_BxUxD.reshape(b, u, n, dk).astype(jnp.float32)
+  logits_BxNxUxT = jnp.einsum("bunk,btnk->bnut", q, k_BxTxNxK) / jnp.sqrt(
+    jnp.float32(dk)
+  )
+  big_neg = jnp.finfo(jnp.float32).min
+  logits_BxNxUxT = jnp.where(
+    mask_BxT[:, None, None, :], logits_BxNxUxT, big_neg
+  )
+  w = jax.nn.softmax(logits_BxNxUxT, axis=-1)
+  out = jnp.einsum("bnut,btnk->bunk", w, v_BxTxNxK.astype(jnp.float32))
+  return out.reshape(b, u, n * dk)
+
+
+class MAttLayer(nn.Module):
+  """One merged-attention layer; whole-sequence or one-step.
+
+  Attributes:
+    width: D.
+    heads: N.
+    ffn: FFN hidden width.
+    dropout: rate on the two residual branches.
+    dense: Dense constructor (float or quantized).
+  """
+
+  width: int
+  heads: int
+  ffn: int
+  dropout: float = 0.0
+  dense: type = nn.Dense
+
+  def setup(self):
+    self.w_v = self.dense(self.width, use_bias=False, name="self_v")
+    self.w_q = self.dense(self.width, use_bias=False, name="cross_q")
+    self.w_kv = self.dense(2 * self.width, use_bias=False, name="cross_kv")
+    self.w_o = self.dense(self.width, name="out")
+    self.ffn_in = self.dense(self.ffn, name="ffn_in")
+    self.ffn_out = self.dense(self.width, name="ffn_out")
+    self.ln1 = nn.LayerNorm(name="ln1")
+    self.ln2 = nn.LayerNorm(name="ln2")
+    self.drop = nn.Dropout(self.dropout)
+
+  def memory_kv(self, memory_BxTxM):
+    """Encoder keys and values, [B, T, N, D/N] each: computed once."""
+    b, t, _ = memory_BxTxM.shape
+    kv = self.w_kv(memory_BxTxM).reshape(b, t, 2, self.heads, -1)
+    return kv[:, :, 0], kv[:, :, 1]
+
+  def _merge(self, y, a_self, kv, mask_BxT, deterministic):
+    a_cross = cross_attention(self.w_q(y), *kv, mask_BxT)
+    a = self.w_o((a_self.astype(jnp.float32) + a_cross).astype(y.dtype))
+    y = self.ln1(y + self.drop(a, deterministic=deterministic))
+    f = self.ffn_out(nn.relu(self.ffn_in(y)))
+    return self.ln2(y + self.drop(f, deterministic=deterministic))
+
+  def __call__(self, y_BxUxD, kv, mask_BxT, deterministic=True):
+    """Teacher forcing over all U steps at once (causal by cumulative mean)."""
+    u = y_BxUxD.shape[1]
+    vals = self.w_v(y_BxUxD).astype(jnp.float32)
+    steps = jnp.arange(1, u + 1, dtype=jnp.float32)[None, :, None]
+    a_self = jnp.cumsum(vals, axis=1) / steps
+    return self._merge(y_BxUxD, a_self, kv, mask_BxT, deterministic)
+
+  def step(self, y_BxD, running_sum_BxD, t, kv, mask_BxT):
+    """One decoding step t (0-based); returns (output, new running sum)."""
+    running_sum_BxD = running_sum_BxD + self.w_v(y_BxD).astype(jnp.float32)
+    a_self = running_sum_BxD / (t + 1.0)
+    out = self._merge(y_BxD[:, None], a_self[:, None], kv, mask_BxT, True)
+    return out[:, 0], running_sum_BxD

@@ -1,0 +1,173 @@
+"""Quasi-recurrent layers (Bradbury et al. 2017): conv gates + fo-pooling.
+
+Dims: B batch, T time, D layer input width, H hidden width per direction,
+k convolution width.
+
+The gates are parameterised (one Dense over k stacked shifted inputs, which
+is a width-k causal convolution); the recurrence has no parameters and is a
+linear scan s_t = a_t * s_{t-1} + b_t. It has one signature and three
+implementations, picked from `POOLING`:
+  scan:        lax.scan, the reference semantics (a WHILE loop in TFLite);
+  associative: lax.associative_scan, O(log T) depth for accelerators;
+  unrolled:    a Python loop over the fixed T, for the full-int8 TFLite
+               export (its calibrator crashes on WHILE ops).
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _scan_pool(a_BxTxH, b_BxTxH, reverse: bool = False):
+  """s_t = a_t s_{t-1} + b_t with s_{-1} = 0, by lax.scan; returns s."""
+
+  def step(s, ab):
+    a, b = ab
+    s = a * s + b
+    return s, s
+
+  s0 = jnp.zeros_like(a_BxTxH[:, 0])
+  xs = (jnp.swapaxes(a_BxTxH, 0, 1), jnp.swapaxes(b_BxTxH, 0, 1))
+  _, s_TxBxH = jax.lax.scan(step, s0, xs, reverse=reverse)
+  return jnp.swapaxes(s_TxBxH, 0, 1)
+
+
+def _associative_pool(a_BxTxH, b_BxTxH, reverse: bool = False):
+  """Same recurrence by a parallel prefix over (a, b) pairs."""
+
+  def combine(left, right):
+    # Applying (a1, b1) then (a2, b2): s -> a2 (a1 s + b1) + b2.
+    a1, b1 = left
+    a2, b2 = right
+    return a1 * a2, a2 * b1 + b2
+
+  _, s = jax.lax.associative_scan(
+    combine, (a_BxTxH, b_BxTxH), reverse=reverse, axis=1
+  )
+  return s
+
+
+def _unrolled_pool(a_BxTxH, b_BxTxH, reverse: bool = False):
+  """Same recurrence as straight-line code over the static T (no WHILE)."""
+  t_max = a_BxTxH.shape[1]
+  order = range(t_max - 1, -1, -1) if reverse else range(t_max)
+  s = jnp.zeros_like(a_BxTxH[:, 0])
+  out = [None] * t_max
+  for t in order:
+    s = a_BxTxH[:, t] * s + b_BxTxH[:, t]
+    out[t] = s
+  return jnp.stack(out, axis=1)
+
+
+POOLING = {
+  "scan": _scan_pool,
+  "associative": _associative_pool,
+  "unrolled": _unrolled_pool,
+}
+
+
+def fo_pool(z, f, mask_BxT, reverse=False, impl="scan"):
+  """fo-pooling c_t = f_t c_{t-1} + (1 - f_t) z_t over valid steps.
+
+  Padded steps get multiplier 1 and input 0, so the state carries through
+  them unchanged and a padded batch equals per-example runs.
+
+  Args:
+    z, f: [B, T, H] candidate and forget gate.
+    mask_BxT: [B, T] bool, True on real tokens.
+    reverse: run from the end (the backward direction).
+    impl: a key of POOLING.
+  Returns:
+    c: [B, T, H] cell states.
+  """
+  m = mask_BxT[..., None]
+  a = jnp.where(m, f, 1.0)
+  b = jnp.where(m, (1.0 - f) * z, 0.0)
+  return POOLING[impl](a, b, reverse)
+
+
+def shift_stack(x_BxTxD, k: int, reverse: bool = False):
+  """[B, T, k*D]: x_{t-k+1..t} (or x_{t..t+k-1} if reverse), zero padded."""
+  t_max = x_BxTxD.shape[1]
+  pad = [(0, 0), (0, k - 1) if reverse else (k - 1, 0), (0, 0)]
+  xp = jnp.pad(x_BxTxD, pad)
+  return jnp.concatenate([xp[:, i : i + t_max] for i in range(k)], axis=-1)
+
+
+class QRNNDirection(nn.Module):
+  """One direction of a QRNN layer: gates by a width-k conv, then pooling.
+
+  Attributes:
+    hidden: H.
+    kernel: k.
+    reverse: anti-causal conv and pooling from the end.
+    zoneout: probability of keeping the previous state (training only).
+    pooling: a key of POOLING.
+    dense: Dense constructor (float or quantized), called with features.
+  """
+
+  hidden: int
+  kernel: int = 3
+  reverse: bool = False
+  zoneout: float = 0.0
+  pooling: str = "scan"
+  dense: type = nn.Dense
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxTxD, mask_BxT, deterministic: bool = True):
+    xs = shift_stack(x_BxTxD, self.kernel, self.reverse)
+    gates_BxTx3H = self.dense(3 * self.hidden, name="gates")(xs)
+    gates_BxTx3H = gates_BxTx3H.astype(jnp.float32)
+    z, f, o = jnp.split(gates_BxTx3H, 3, axis=-1)
+    z, f, o = jnp.tanh(z), nn.sigmoid(f), nn.sigmoid(o)
+    if self.zoneout > 0 and not deterministic:
+      # Bradbury et al.: F = 1 - dropout(1 - F), not rescaled: a zoned-out
+      # unit keeps its previous state for that step.
+      keep = jax.random.bernoulli(
+        self.make_rng("dropout"), self.zoneout, f.shape
+      )
+      f = jnp.where(keep, 1.0, f)
+    c = fo_pool(z, f, mask_BxT, self.reverse, self.pooling)
+    return o * c
+
+
+class BiQRNN(nn.Module):
+  """Stack of bidirectional QRNN layers; outputs [B, T, 2H], zero on pads.
+
+  Layer l (from 0) uses zoneout probability zoneout ** (l + 1).
+  """
+
+  hidden: int
+  layers: int
+  kernel: int = 3
+  zoneout: float = 0.0
+  pooling: str = "scan"
+  dense: type = nn.Dense
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxTxD, mask_BxT, deterministic: bool = True):
+    m = mask_BxT[..., None].astype(x_BxTxD.dtype)
+    x = x_BxTxD * m  # Padded inputs must not leak into the anti-causal conv.
+    for layer in range(self.layers):
+      p = self.zoneout ** (layer + 1) if self.zoneout > 0 else 0.0
+      direction = functools.partial(
+        QRNNDirection,
+        self.hidden,
+        self.kernel,
+        zoneout=p,
+        pooling=self.pooling,
+        dense=self.dense,
+        dtype=self.dtype,
+      )
+      fwd = direction(reverse=False, name=f"l{layer}_fwd")
+      bwd = direction(reverse=True, name=f"l{layer}_bwd")
+      h = jnp.concatenate(
+        [fwd(x, mask_BxT, deterministic), bwd(x, mask_BxT, deterministic)],
+        axis=-1,
+      )
+      x = (h * m).astype(self.dtype)
+    return x

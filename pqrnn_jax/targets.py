@@ -1,0 +1,238 @@
+"""Parse strings <-> action sequences over an ontology plus source pointers.
+
+A parse such as "[IN:GET_WEATHER [SL:LOCATION New York ] ]" is read in
+pre-order as actions: ontology symbols ("[IN:X", "[SL:Y", "]", EOS) and
+pointers to source token positions. With an ontology of V symbols, action id
+a < V is symbol a and a >= V points at source position a - V, so the decoder
+scores one distribution of V + T entries. Words are never generated, only
+copied: the output vocabulary is the ontology (about 200 symbols for MTOP).
+
+Forms: "decoupled" (MTOP: words only inside slots) and "full" (TOP: every
+source word in the tree). The action encoding is the same; the form only
+changes where the decoder may point (see decode.py).
+"""
+
+import collections
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+PAD, EOS, CLOSE = "<pad>", "<eos>", "]"
+PAD_ID, EOS_ID, CLOSE_ID = 0, 1, 2
+RESERVED = (PAD, EOS, CLOSE)
+FORMS = ("decoupled", "full")
+
+
+class AlignmentError(ValueError):
+  """A word of the parse is not one of the source tokens."""
+
+
+class OntologyError(ValueError):
+  """A parse label is not in the ontology, or the parse is not a tree."""
+
+
+def _is_open(item: str) -> bool:
+  return item.startswith("[IN:") or item.startswith("[SL:")
+
+
+@dataclasses.dataclass(frozen=True)
+class Ontology:
+  """The output symbols: reserved ones, then "[IN:*" and "[SL:*" labels.
+
+  Attributes:
+    symbols: id -> symbol; ids 0..2 are PAD, EOS and "]".
+  """
+
+  symbols: tuple[str, ...]
+
+  def __post_init__(self):
+    if self.symbols[: len(RESERVED)] != RESERVED:
+      raise OntologyError(f"ontology must start with {RESERVED}")
+    bad = [s for s in self.symbols[len(RESERVED) :] if not _is_open(s)]
+    if bad:
+      raise OntologyError(f"not intent or slot labels: {bad[:5]}")
+    if len(set(self.symbols)) != len(self.symbols):
+      raise OntologyError("duplicate symbols in ontology")
+    index = {s: i for i, s in enumerate(self.symbols)}
+    object.__setattr__(self, "_index", index)
+
+  @classmethod
+  def build(cls, parses: Iterable[str]) -> "Ontology":
+    """Collects every label of the given parses (sorted, intents first)."""
+    labels = {it for p in parses for it in p.split() if _is_open(it)}
+    intents = sorted(s for s in labels if s.startswith("[IN:"))
+    slots = sorted(s for s in labels if s.startswith("[SL:"))
+    return cls(RESERVED + tuple(intents) + tuple(slots))
+
+  def __len__(self) -> int:
+    return len(self.symbols)
+
+  def __contains__(self, symbol: str) -> bool:
+    return symbol in self._index
+
+  def id(self, symbol: str) -> int:
+    try:
+      return self._index[symbol]
+    except KeyError:
+      raise OntologyError(f"unknown symbol {symbol!r}") from None
+
+  @property
+  def num_intents(self) -> int:
+    return sum(s.startswith("[IN:") for s in self.symbols)
+
+  @property
+  def num_slots(self) -> int:
+    return sum(s.startswith("[SL:") for s in self.symbols)
+
+  def kinds(self) -> list[str]:
+    """Per id: "pad", "eos", "close", "intent" or "slot" (for masks)."""
+    fixed = {PAD: "pad", EOS: "eos", CLOSE: "close"}
+    return [
+      fixed.get(s, "intent" if s.startswith("[IN:") else "slot")
+      for s in self.symbols
+    ]
+
+  def to_dict(self) -> dict:
+    return {"version": 1, "symbols": list(self.symbols)}
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "Ontology":
+    return cls(tuple(d["symbols"]))
+
+  def save(self, path) -> None:
+    Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+  @classmethod
+  def load(cls, path) -> "Ontology":
+    return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _check_items(items: Sequence[str]) -> None:
+  """Raises OntologyError unless items are one well-bracketed tree."""
+  depth = 0
+  for i, it in enumerate(items):
+    if _is_open(it):
+      depth += 1
+    elif it == CLOSE:
+      depth -= 1
+    if depth < 0 or (depth == 0 and i != len(items) - 1):
+      raise OntologyError(f"not a single tree: {' '.join(items)!r}")
+  if not items or depth != 0 or not items[0].startswith("[IN:"):
+    raise OntologyError(f"not a single tree: {' '.join(items)!r}")
+
+
+def _find_run(run, tokens, start):
+  """First position p >= start where tokens[p:p+len(run)] == run, or -1."""
+  n = len(run)
+  for p in range(start, len(tokens) - n + 1):
+    if list(tokens[p : p + n]) == run:
+      return p
+  return -1
+
+
+def _align_run(run: list[str], tokens: Sequence[str], last: int) -> list[int]:
+  """Positions for a run of consecutive words, preferring a contiguous span
+  after the previous pointer (slots follow utterance order in MTOP)."""
+  for start in (last + 1, 0):
+    p = _find_run(run, tokens, start)
+    if p >= 0:
+      return list(range(p, p + len(run)))
+  out = []
+  for w in run:  # Not contiguous in the source: align word by word.
+    cands = [p for p, t in enumerate(tokens) if t == w]
+    if not cands:
+      raise AlignmentError(f"word {w!r} is not a source token")
+    after = [p for p in cands if p > last]
+    last = after[0] if after else cands[0]
+    out.append(last)
+  return out
+
+
+def parse_to_actions(
+  parse: str, tokens: Sequence[str], ontology: Ontology
+) -> list[int]:
+  """Encodes a parse as action ids, ending with EOS.
+
+  Raises:
+    OntologyError: the parse is not a tree or has an unknown label.
+    AlignmentError: a word of the parse is not one of `tokens`.
+  """
+  items = parse.split()
+  _check_items(items)
+  v = len(ontology)
+  actions, run, last = [], [], -1
+
+  def flush():
+    nonlocal last
+    if run:
+      pos = _align_run(run, tokens, last)
+      actions.extend(v + p for p in pos)
+      last = pos[-1]
+      run.clear()
+
+  for it in items:
+    if _is_open(it) or it == CLOSE:
+      flush()
+      actions.append(ontology.id(it))
+    else:
+      run.append(it)
+  flush()
+  actions.append(EOS_ID)
+  return actions
+
+
+def actions_to_parse(
+  actions: Sequence[int], tokens: Sequence[str], ontology: Ontology
+) -> str:
+  """Decodes action ids (up to the first EOS) into a parse string.
+
+  PAD ids are skipped; a pointer past the source renders as "<oov>" so that a
+  bad model output stays visible as an invalid or wrong parse.
+  """
+  v, out = len(ontology), []
+  for a in actions:
+    a = int(a)
+    if a == EOS_ID:
+      break
+    if a == PAD_ID:
+      continue
+    if a < v:
+      out.append(ontology.symbols[a])
+    else:
+      p = a - v
+      out.append(tokens[p] if p < len(tokens) else "<oov>")
+  return " ".join(out)
+
+
+def normalize(parse: str) -> str:
+  """Whitespace-normalised parse string."""
+  return " ".join(parse.split())
+
+
+def roundtrip_report(examples, ontology: Ontology) -> dict:
+  """Encodes and decodes every example; counts what does not survive.
+
+  Returns a dict with rows, exact (round trip equal), alignment_failures,
+  ontology_failures, mismatches and a few failed ids per kind.
+  """
+  counts = collections.Counter()
+  failed = collections.defaultdict(list)
+  for ex in examples:
+    counts["rows"] += 1
+    try:
+      acts = parse_to_actions(ex.parse, ex.tokens, ontology)
+    except AlignmentError:
+      kind = "alignment_failures"
+    except OntologyError:
+      kind = "ontology_failures"
+    else:
+      back = actions_to_parse(acts, ex.tokens, ontology)
+      kind = "exact" if back == normalize(ex.parse) else "mismatches"
+    counts[kind] += 1
+    if kind != "exact" and len(failed[kind]) < 5:
+      failed[kind].append(ex.id)
+  keys = ("rows", "exact", "alignment_failures", "ontology_failures")
+  report = {k: counts[k] for k in keys + ("mismatches",)}
+  report["failed_ids"] = dict(failed)
+  return report

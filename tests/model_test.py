@@ -1,0 +1,127 @@
+"""pQRNN-MAtt model: shapes, masking, causality, decode_step == decode."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pqrnn_jax import model as model_lib
+from pqrnn_jax import targets
+
+V = 11
+
+
+def _tiny(**kw):
+  base = dict(
+    projection_size=32, bottleneck=16, qrnn_hidden=8, qrnn_layers=2,
+    decoder_layers=2, heads=2, ffn=24, max_source_len=7, max_target_len=6,
+    dropout=0.0, zoneout=0.0,
+  )
+  base.update(kw)
+  return model_lib.ModelConfig(vocab_size=V, **base)
+
+
+def _batch(cfg, seed=0):
+  b, t, u = 3, cfg.max_source_len, cfg.max_target_len
+  k1, k2 = jax.random.split(jax.random.key(seed))
+  fps = jax.random.bits(k1, (b, t), jnp.uint32)
+  lengths = jnp.array([t, 4, 2], jnp.int32)
+  actions = jax.random.randint(k2, (b, u), 1, V + 2)
+  return fps, lengths, model_lib.shift_right(actions)
+
+
+def test_shapes_dtypes_and_padded_pointers_under_jit():
+  cfg = _tiny()
+  params = model_lib.init_params(cfg, jax.random.key(0))
+  fps, lengths, inputs = _batch(cfg)
+  apply = jax.jit(model_lib.Seq2Seq(cfg).apply)
+  scores = apply({"params": params}, fps, lengths, inputs)
+  assert scores.shape == (3, cfg.max_target_len, V + cfg.max_source_len)
+  assert scores.dtype == jnp.float32
+  s = np.asarray(scores)
+  assert np.all(np.isneginf(s[1, :, V + 4 :])) and np.all(np.isneginf(s[2, :, V + 2 :]))
+  assert np.all(np.isneginf(s[..., targets.PAD_ID]))
+  assert np.all(np.isfinite(s[0, :, 1:]))
+
+
+def test_int32_bitcast_fingerprints_give_same_scores():
+  cfg = _tiny()
+  params = model_lib.init_params(cfg, jax.random.key(0))
+  fps, lengths, inputs = _batch(cfg)
+  m = model_lib.Seq2Seq(cfg)
+  a = m.apply({"params": params}, fps, lengths, inputs)
+  fps_i32 = jax.lax.bitcast_convert_type(fps, jnp.int32)
+  b = m.apply({"params": params}, fps_i32, lengths, inputs)
+  np.testing.assert_array_equal(a, b)
+
+
+def test_decode_step_reproduces_decode():
+  cfg = _tiny()
+  params = {"params": model_lib.init_params(cfg, jax.random.key(1))}
+  fps, lengths, inputs = _batch(cfg, seed=2)
+  m = model_lib.Seq2Seq(cfg)
+  memory, mask = m.apply(params, fps, lengths, method=m.encode)
+  full = m.apply(params, memory, mask, inputs, method=m.decode)
+  cache = m.apply(params, memory, mask, method=m.init_cache)
+  step = jax.jit(functools.partial(m.apply, method=m.decode_step))
+  for t in range(cfg.max_target_len):
+    scores, cache = step(params, cache, memory, mask, inputs[:, t])
+    np.testing.assert_allclose(scores, full[:, t], atol=1e-5, rtol=1e-5)
+  assert int(cache["step"]) == cfg.max_target_len
+
+
+def test_decoder_is_causal_by_gradients():
+  cfg = _tiny()
+  params = {"params": model_lib.init_params(cfg, jax.random.key(3))}
+  fps, lengths, inputs = _batch(cfg)
+  m = model_lib.Seq2Seq(cfg)
+  memory, mask = m.apply(params, fps, lengths, method=m.encode)
+  u = cfg.max_target_len
+  y0 = jax.random.normal(jax.random.key(4), (3, u, cfg.bottleneck))
+  t0 = 2
+
+  def out_t0(y):
+    def run(mdl):
+      x = y
+      for layer in mdl.layers:
+        x = layer(x, layer.memory_kv(memory), mask)
+      return x
+    return m.apply(params, method=run)[:, t0].sum()
+
+  g = np.abs(np.asarray(jax.grad(out_t0)(y0))).sum(axis=(0, 2))
+  assert np.all(g[t0 + 1 :] == 0) and np.all(g[: t0 + 1] > 0)
+
+
+def test_padding_does_not_change_real_outputs():
+  cfg = _tiny()
+  params = {"params": model_lib.init_params(cfg, jax.random.key(5))}
+  fps, lengths, inputs = _batch(cfg)
+  m = model_lib.Seq2Seq(cfg)
+  noisy = fps.at[1, 4:].set(12345)  # Garbage beyond the length.
+  a = m.apply(params, fps, lengths, inputs)
+  b = m.apply(params, noisy, lengths, inputs)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_default_config_fits_budget_for_mtop_ontology():
+  cfg = model_lib.ModelConfig(vocab_size=200)
+  params = jax.eval_shape(
+    lambda: model_lib.init_params(cfg, jax.random.key(0))
+  )
+  n = model_lib.param_count(params)
+  assert 1_000_000 < n <= 3_500_000
+  assert "MB int8" in model_lib.summary(cfg, params)
+  assert sum(model_lib.param_breakdown(params).values()) == n
+
+
+def test_config_errors_are_clear():
+  import pytest
+  import ml_collections
+
+  with pytest.raises(ValueError, match="pooling"):
+    _tiny(pooling="nope")
+  with pytest.raises(ValueError, match="unknown model config keys"):
+    model_lib.ModelConfig.from_config(
+      ml_collections.ConfigDict({"projection_sise": 3}), V
+    )
