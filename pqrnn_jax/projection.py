@@ -1,0 +1,203 @@
+"""Hashing projection: tokens -> 32-bit fingerprints -> ternary features.
+
+The host hashes each case-folded token to one uint32 fingerprint; the graph
+expands fingerprints into F features in {-1, 0, +1} with P(0) = 1/2 and
+P(+1) = P(-1) = 1/4. The expansion uses only uint32 MUL, XOR, logical right
+shift and ADD, the integer ops that convert to TFLite builtins bit-exactly
+(TOOLCHAIN.md 4.3): no `&`, `|`, `<<`, uint32 `-` or `%`, and no logical
+shift on int32, which TFLite turns into an arithmetic one.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import mmh3
+import numpy as np
+
+# murmur3 fmix32 multipliers and the 32-bit golden ratio (Weyl step).
+_FMIX_M1 = 0x85EBCA6B
+_FMIX_M2 = 0xC2B2AE35
+_GOLDEN = 0x9E3779B9
+# Two hash bits per feature, so one 32-bit word feeds 16 features.
+_FEATURES_PER_WORD = 16
+
+
+def fingerprint(tokens: Sequence[str]) -> np.ndarray:
+  """Standard hash: MurmurHash3_x86_32(casefold(t) as UTF-8): uint32 [T]."""
+  # Seed 0 and unsigned, so any MurmurHash3 library reproduces it.
+  # surrogatepass: a lone surrogate (not valid text, but a legal Python str)
+  # gets a fingerprint instead of raising deep inside a data pipeline.
+  return np.array(
+    [
+      mmh3.hash(t.casefold().encode("utf-8", "surrogatepass"), 0, False)
+      for t in tokens
+    ],
+    dtype=np.uint32,
+  )
+
+
+def fingerprint_batch(
+  token_lists: Sequence[Sequence[str]], max_len: int, truncate: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+  """Fingerprints padded with 0: (uint32 [B, max_len], int32 lengths [B])."""
+  if max_len < 0:
+    raise ValueError(f"max_len must be >= 0, got {max_len}")
+  fps = np.zeros((len(token_lists), max_len), np.uint32)
+  lengths = np.zeros((len(token_lists),), np.int32)
+  for i, tokens in enumerate(token_lists):
+    if len(tokens) > max_len:
+      if not truncate:
+        raise ValueError(
+          f"example {i} has {len(tokens)} tokens > max_len={max_len}; "
+          "pass truncate=True to cut it"
+        )
+      tokens = tokens[:max_len]
+    fps[i, : len(tokens)] = fingerprint(tokens)
+    lengths[i] = len(tokens)
+  return fps, lengths
+
+
+def _num_words(feature_size: int) -> int:
+  """ceil(2F / 32) 32-bit words per token."""
+  if feature_size < 1:
+    raise ValueError(f"feature_size must be >= 1, got {feature_size}")
+  return -(-feature_size // _FEATURES_PER_WORD)
+
+
+def _word_offsets(num_words: int) -> np.ndarray:
+  """(j + 1) * golden ratio mod 2^32 for j < num_words, uint32 [W]."""
+  j = np.arange(1, num_words + 1, dtype=np.uint64)
+  return ((j * _GOLDEN) % (1 << 32)).astype(np.uint32)
+
+
+def _fmix32(h, xp):
+  """murmur3 finalizer on uint32 arrays (xp is jnp or np); a bijection."""
+  h = h ^ (h >> xp.uint32(16))
+  h = h * xp.uint32(_FMIX_M1)
+  h = h ^ (h >> xp.uint32(13))
+  h = h * xp.uint32(_FMIX_M2)
+  return h ^ (h >> xp.uint32(16))
+
+
+def _ternary(fps_u32, feature_size: int, xp):
+  """Shared body of project/project_np: uint32 [...] -> float32 [..., F]."""
+  num_words = _num_words(feature_size)
+  offsets = xp.asarray(_word_offsets(num_words))
+  # SplitMix-style: mix the fingerprint once, step it by a Weyl sequence and
+  # mix again, so each word looks independent and fingerprint 0 (fmix32(0) is
+  # 0) still yields non-zero words.
+  state = _fmix32(fps_u32, xp)
+  words = _fmix32(state[..., None] + offsets, xp)  # [..., W]
+  # Constants rather than iota, so the exported graph holds plain tensors.
+  shifts = xp.asarray(np.arange(32, dtype=np.uint32))
+  # Bit s of x without `&`: keep it as the top bit by multiplying by 2^31
+  # (uint32 wraps), then shift it back down.
+  bits = ((words[..., None] >> shifts) * xp.uint32(1 << 31)) >> xp.uint32(31)
+  bits = bits.astype(xp.float32).reshape(
+    *bits.shape[:-2], num_words * _FEATURES_PER_WORD, 2
+  )
+  # Subtract in float: uint32 `-` has no TFLite builtin. 00, 11 -> 0;
+  # low bit only -> +1; high bit only -> -1.
+  features = bits[..., 0] - bits[..., 1]
+  return features[..., :feature_size]
+
+
+def project(fingerprints, feature_size: int) -> jnp.ndarray:
+  """Ternary features of fingerprints: uint32/int32 [..., T] -> f32 [..., T, F].
+
+  Word j of a fingerprint is fmix32(fmix32(fp) + (j + 1) * 0x9E3779B9);
+  feature k is bit 2k minus bit 2k + 1 of the words laid end to end (word
+  k // 16). Jit with feature_size static.
+  """
+  fingerprints = jnp.asarray(fingerprints)
+  if fingerprints.dtype == jnp.int32:
+    # The TFLite model receives int32; reinterpret, never convert values.
+    fingerprints = jax.lax.bitcast_convert_type(fingerprints, jnp.uint32)
+  elif fingerprints.dtype != jnp.uint32:
+    raise TypeError(
+      f"fingerprints must be uint32 or int32, got {fingerprints.dtype}"
+    )
+  return _ternary(fingerprints, feature_size, jnp)
+
+
+def project_np(fingerprints, feature_size: int) -> np.ndarray:
+  """Numpy twin of project, bit-identical: [..., T] -> f32 [..., T, F]."""
+  fingerprints = np.asarray(fingerprints)
+  if fingerprints.dtype == np.int32:
+    fingerprints = fingerprints.view(np.uint32)
+  elif fingerprints.dtype != np.uint32:
+    raise TypeError(
+      f"fingerprints must be uint32 or int32, got {fingerprints.dtype}"
+    )
+  # uint32 wrap-around is the point; numpy warns about it only for scalars.
+  with np.errstate(over="ignore"):
+    return np.asarray(_ternary(fingerprints, feature_size, np), np.float32)
+
+
+# --- Reference-compatible mode (seq_flow_lite SequenceStringProjection). ---
+
+_MASK64 = (1 << 64) - 1
+_M1 = 0xC6A4A7935BD1E995
+_M2 = 0x9E3779B97F4A7835
+_TABLE = (0, 1, -1, 0)
+
+
+def _mix(v: int) -> int:
+  return v ^ (v >> 47)
+
+
+def _load_le(block: bytes, signed_char: bool) -> int:
+  """Little-endian integer of 1..8 bytes, as seq_flow_lite loads them."""
+  v = 0
+  for b in reversed(block):
+    if signed_char and b >= 0x80:
+      # `(val << 8) | buf[i]` with a signed `char`: the byte sign-extends and
+      # sets every higher bit.
+      b |= _MASK64 ^ 0xFF
+    v = ((v << 8) | b) & _MASK64
+  return v
+
+
+def _murmur128(data: bytes, signed_char: bool) -> tuple[int, int]:
+  a, b = (len(data) * _M1) & _MASK64, 0
+  whole = len(data) - len(data) % 8
+  for i in range(0, whole, 8):
+    w = _load_le(data[i : i + 8], signed_char)
+    a = ((a ^ ((_mix((w * _M1) & _MASK64) * _M1) & _MASK64)) * _M1) & _MASK64
+    b ^= a
+  if whole < len(data):
+    a = ((a ^ _load_le(data[whole:], signed_char)) * _M1) & _MASK64
+    b ^= a
+  a = (_mix(a) * _M1) & _MASK64
+  b ^= a
+  a = _mix(a)
+  b = (_mix((b * _M2) & _MASK64) * _M2) & _MASK64
+  return a, b
+
+
+def reference_features(
+  token: str, feature_size: int, signed_char: bool = False
+) -> np.ndarray:
+  """seq_flow_lite murmur projection of one token, as given: int8 [F].
+
+  Follows ARCHITECTURE.md section 1 (bytes read unsigned, as on ARM). The TF
+  op built for x86 reads them as signed `char`; signed_char=True reproduces
+  that for non-ASCII tokens (ASCII tokens agree either way).
+  """
+  if feature_size < 1:
+    raise ValueError(f"feature_size must be >= 1, got {feature_size}")
+  data = (token or "<null>").encode("utf-8", "surrogatepass")
+  lo, hi = _murmur128(data, signed_char)
+  codes = [lo, hi]
+  while len(codes) * 32 < feature_size:
+    a = (_mix(lo) * _M1) & _MASK64
+    lo, hi = (_mix(((hi ^ a) * _M2) & _MASK64) * _M2) & _MASK64, _mix(a)
+    codes += [lo, hi]
+  return np.array(
+    [
+      _TABLE[(codes[k // 32] >> (2 * (k % 32))) & 3]
+      for k in range(feature_size)
+    ],
+    dtype=np.int8,
+  )
