@@ -57,7 +57,9 @@ class ModelConfig:
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int) -> "ModelConfig":
     """From an ml_collections ConfigDict (config.model) and the ontology."""
-    d = dict(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else model_cfg)
+    d = dict(
+      model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else model_cfg
+    )
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
       raise ValueError(f"unknown model config keys: {sorted(unknown)}")
@@ -177,14 +179,18 @@ class Seq2Seq(nn.Module):
     y = self._embed_actions(prev_actions_B[:, None], memory_BxTxM)[:, 0]
     y = y + self.position_embed(t)[None]
     sums = []
-    for layer, kv, s in zip(self.layers, cache["kv"], cache["sums"]):
+    for layer, kv, s in zip(
+      self.layers, cache["kv"], cache["sums"], strict=True
+    ):
       y, s = layer.step(y, s, t, kv, mask_BxT)
       sums.append(s)
     scores = self._scores(y[:, None], cache["pointer_keys"], mask_BxT)[:, 0]
     cache = dict(cache, sums=sums, step=t + 1)
     return scores, cache
 
-  def __call__(self, fingerprints_BxT, lengths_B, inputs_BxU, deterministic=True):
+  def __call__(
+    self, fingerprints_BxT, lengths_B, inputs_BxU, deterministic=True
+  ):
     memory, mask = self.encode(fingerprints_BxT, lengths_B, deterministic)
     return self.decode(memory, mask, inputs_BxU, deterministic)
 
@@ -221,4 +227,3 @@ def summary(config: ModelConfig, params) -> str:
     f"H={config.qrnn_hidden}x{config.qrnn_layers} "
     f"dec={config.decoder_layers}x{config.ffn} V={config.vocab_size})"
   )
-

@@ -14,9 +14,17 @@ V = 11
 
 def _tiny(**kw):
   base = dict(
-    projection_size=32, bottleneck=16, qrnn_hidden=8, qrnn_layers=2,
-    decoder_layers=2, heads=2, ffn=24, max_source_len=7, max_target_len=6,
-    dropout=0.0, zoneout=0.0,
+    projection_size=32,
+    bottleneck=16,
+    qrnn_hidden=8,
+    qrnn_layers=2,
+    decoder_layers=2,
+    heads=2,
+    ffn=24,
+    max_source_len=7,
+    max_target_len=6,
+    dropout=0.0,
+    zoneout=0.0,
   )
   base.update(kw)
   return model_lib.ModelConfig(vocab_size=V, **base)
@@ -40,7 +48,9 @@ def test_shapes_dtypes_and_padded_pointers_under_jit():
   assert scores.shape == (3, cfg.max_target_len, V + cfg.max_source_len)
   assert scores.dtype == jnp.float32
   s = np.asarray(scores)
-  assert np.all(np.isneginf(s[1, :, V + 4 :])) and np.all(np.isneginf(s[2, :, V + 2 :]))
+  assert np.all(np.isneginf(s[1, :, V + 4 :])) and np.all(
+    np.isneginf(s[2, :, V + 2 :])
+  )
   assert np.all(np.isneginf(s[..., targets.PAD_ID]))
   assert np.all(np.isfinite(s[0, :, 1:]))
 
@@ -87,6 +97,7 @@ def test_decoder_is_causal_by_gradients():
       for layer in mdl.layers:
         x = layer(x, layer.memory_kv(memory), mask)
       return x
+
     return m.apply(params, method=run)[:, t0].sum()
 
   g = np.abs(np.asarray(jax.grad(out_t0)(y0))).sum(axis=(0, 2))
@@ -106,9 +117,7 @@ def test_padding_does_not_change_real_outputs():
 
 def test_default_config_fits_budget_for_mtop_ontology():
   cfg = model_lib.ModelConfig(vocab_size=200)
-  params = jax.eval_shape(
-    lambda: model_lib.init_params(cfg, jax.random.key(0))
-  )
+  params = jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))
   n = model_lib.param_count(params)
   assert 1_000_000 < n <= 3_500_000
   assert "MB int8" in model_lib.summary(cfg, params)
@@ -116,8 +125,8 @@ def test_default_config_fits_budget_for_mtop_ontology():
 
 
 def test_config_errors_are_clear():
-  import pytest
   import ml_collections
+  import pytest
 
   with pytest.raises(ValueError, match="pooling"):
     _tiny(pooling="nope")

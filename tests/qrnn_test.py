@@ -49,8 +49,9 @@ def test_shift_stack_causal_and_anticausal():
 
 
 def _bi(pooling="scan", zoneout=0.0):
-  return qrnn.BiQRNN(hidden=4, layers=2, kernel=3, zoneout=zoneout,
-                     pooling=pooling)
+  return qrnn.BiQRNN(
+    hidden=4, layers=2, kernel=3, zoneout=zoneout, pooling=pooling
+  )
 
 
 def test_padded_batch_equals_per_example():
@@ -85,7 +86,7 @@ def test_causality_by_gradients():
   params = d.init(jax.random.key(0), x, mask)
   for reverse in (False, True):
     d = qrnn.QRNNDirection(hidden=4, kernel=3, reverse=reverse)
-    g = jax.grad(lambda x: d.apply(params, x, mask)[0, t0].sum())(x)
+    g = jax.grad(lambda x, d=d: d.apply(params, x, mask)[0, t0].sum())(x)
     g = np.abs(np.asarray(g[0])).sum(-1)
     if reverse:
       assert np.all(g[:t0] == 0) and np.all(g[t0:] > 0)

@@ -1,1 +1,1 @@
-"""Data: readers for TOP-style files, tokenizer, synthetic data, TFDS builder."""
+"""Data: TOP-style file readers, tokenizer, synthetic data, TFDS builder."""

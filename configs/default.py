@@ -1,0 +1,66 @@
+"""Embedded default: pQRNN-MAtt on the synthetic TOP-style dataset.
+
+  python train.py --workdir /tmp/pqrnn_default
+
+Trains the default-size model (about 2.8 M parameters) on generated data;
+expected on 2 CPU cores: a few minutes, eval exact match above 0.9 (see
+docs/RESULTS.md for the measured number). Every key of every config is
+declared here with a one-line comment; variants override values only.
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Parameters, data order and dropout all derive from it.
+  c.distributed = False  # Call jax.distributed.initialize() (multi-host).
+
+  c.data = d = ml_collections.ConfigDict()
+  d.source = "synthetic"  # "synthetic" or "files".
+  d.synthetic_sizes = (6000, 500, 500)  # train, eval, test examples.
+  d.synthetic_seed = 0  # Seed of the generated dataset.
+  d.data_dir = ""  # Base of relative file paths; "" = $MTOP_DIR or shared.
+  d.train_file = ""  # Any format readers.read_examples accepts.
+  d.eval_file = ""
+  d.test_file = ""
+  d.skip_bad_rows = False  # Skip (and count) malformed rows, else raise.
+  d.form = "decoupled"  # "decoupled" (MTOP) or "full" (TOP): decoding rules.
+
+  c.model = m = ml_collections.ConfigDict()
+  m.projection_size = 512  # F: ternary hash features per token.
+  m.bottleneck = 256  # D: bottleneck and decoder width.
+  m.qrnn_hidden = 128  # H per direction.
+  m.qrnn_layers = 2
+  m.qrnn_kernel = 3
+  m.zoneout = 0.25  # Layer l: zoneout ** (l + 1), training only.
+  m.pooling = "scan"  # "scan", "associative" or "unrolled".
+  m.decoder_layers = 2
+  m.heads = 4
+  m.ffn = 512
+  m.dropout = 0.1
+  m.max_source_len = 48  # T_max tokens.
+  m.max_target_len = 64  # U_max actions, EOS included.
+  m.dtype = "float32"  # "bfloat16" on TPU/GPU; params and loss stay f32.
+  m.quant = "none"  # "none" or "int8" (AQT quantization-aware training).
+
+  c.train = t = ml_collections.ConfigDict()
+  t.batch_size = 64  # Global batch, divisible by the device count.
+  t.num_steps = 1500
+  t.learning_rate = 2e-3
+  t.warmup_steps = 100
+  t.weight_decay = 0.01
+  t.grad_clip = 1.0
+  t.label_smoothing = 0.1
+  t.buckets = 3  # Length buckets (one compiled shape each).
+  t.devices = 0  # Local devices to train on; 0 = all.
+  t.stop_after = 0  # Stop (with a checkpoint) after this many steps of this
+  # run, for time-boxed jobs; 0 = run to num_steps. Rerun to resume.
+
+  c.log_every = 50  # Steps between train metric lines.
+  c.eval_every = 500  # Steps between evaluations on the eval split.
+  c.checkpoint_every = 500  # Steps between checkpoints.
+  c.keep_checkpoints = 2  # Latest checkpoints kept (best/ kept apart).
+  c.eval_batch_size = 128
+  c.max_eval_examples = 0  # 0: the whole eval split.
+  return c

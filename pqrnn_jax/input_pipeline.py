@@ -1,0 +1,219 @@
+"""Input pipeline: examples -> fixed-shape, length-bucketed batches.
+
+Batches are a pure function of (seed, step): epoch e is a permutation drawn
+from fold(seed, e), cut into per-bucket batches whose order is shuffled too.
+So a resumed run sees exactly the batches an uninterrupted run would, with
+no iterator state to checkpoint, and every process of a multi-host job can
+compute its own shard of the same global batch.
+
+A batch is a dict of numpy arrays:
+  fingerprints [B, T] uint32, lengths [B] int32,
+  targets [B, U] int32 (actions, EOS, then PAD), weights [B, U] float32.
+"""
+
+import collections
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pqrnn_jax import projection
+from pqrnn_jax import targets as targets_lib
+from pqrnn_jax.data import readers, synthetic
+
+MTOP_DIR_ENV = "MTOP_DIR"
+
+
+def default_mtop_dir() -> Path:
+  """$MTOP_DIR, else ../shared/data/mtop beside the repository."""
+  env = os.environ.get(MTOP_DIR_ENV)
+  if env:
+    return Path(env)
+  return Path(__file__).resolve().parents[2] / "shared" / "data" / "mtop"
+
+
+def load_split(data_cfg, split: str):
+  """Examples of one split ("train", "eval" or "test") as configured.
+
+  data_cfg.source is "synthetic" (generated, sizes from the config) or
+  "files" (data_cfg.<split>_file, a path readers.read_examples accepts;
+  relative paths are taken under data_cfg.data_dir or $MTOP_DIR).
+  """
+  if data_cfg.source == "synthetic":
+    sizes = data_cfg.synthetic_sizes
+    return synthetic.splits(*sizes, seed=data_cfg.synthetic_seed)[split]
+  if data_cfg.source != "files":
+    raise ValueError(
+      f"config.data.source={data_cfg.source!r}: use 'synthetic' or 'files'"
+    )
+  name = data_cfg[f"{split}_file"]
+  base = Path(data_cfg.data_dir) if data_cfg.data_dir else default_mtop_dir()
+  path = Path(name) if Path(name).is_absolute() else base / name
+  if not path.exists():
+    raise FileNotFoundError(
+      f"{split} data not found: {path}. Put MTOP under {base} (see "
+      f"../shared/data/mtop/README.md for the layout), set ${MTOP_DIR_ENV}, "
+      f"or set --config.data.data_dir / --config.data.{split}_file."
+    )
+  return readers.read_examples(path, skip_bad=data_cfg.skip_bad_rows)
+
+
+@dataclasses.dataclass
+class Encoded:
+  """Examples as arrays, plus what could not be encoded and why."""
+
+  fingerprints: np.ndarray  # [N, T] uint32
+  lengths: np.ndarray  # [N] int32
+  targets: np.ndarray  # [N, U] int32
+  target_lengths: np.ndarray  # [N] int32, EOS included
+  dropped: collections.Counter
+
+
+def encode(examples, ontology, max_source_len: int, max_target_len: int):
+  """Fingerprints and target actions; unusable rows are counted, not hidden.
+
+  A row is dropped when its source is longer than max_source_len (its
+  pointers would be cut), its actions do not fit max_target_len, a slot word
+  is not a source token, or a label is not in the ontology.
+  """
+  fps, lens, tgts, tlens = [], [], [], []
+  dropped = collections.Counter()
+  for ex in examples:
+    if len(ex.tokens) > max_source_len or not ex.tokens:
+      dropped["source_length"] += 1
+      continue
+    try:
+      acts = targets_lib.parse_to_actions(ex.parse, ex.tokens, ontology)
+    except targets_lib.AlignmentError:
+      dropped["alignment"] += 1
+      continue
+    except targets_lib.OntologyError:
+      dropped["ontology"] += 1
+      continue
+    if len(acts) > max_target_len:
+      dropped["target_length"] += 1
+      continue
+    f = np.zeros(max_source_len, np.uint32)
+    f[: len(ex.tokens)] = projection.fingerprint(ex.tokens)
+    t = np.full(max_target_len, targets_lib.PAD_ID, np.int32)
+    t[: len(acts)] = acts
+    fps.append(f), lens.append(len(ex.tokens))
+    tgts.append(t), tlens.append(len(acts))
+  if dropped:
+    logging.warning(
+      "dropped %d of %d examples: %s",
+      sum(dropped.values()),
+      len(examples),
+      dict(dropped),
+    )
+  if not fps:
+    raise ValueError(f"no usable example among {len(examples)}: {dropped}")
+  return Encoded(
+    np.stack(fps),
+    np.asarray(lens, np.int32),
+    np.stack(tgts),
+    np.asarray(tlens, np.int32),
+    dropped,
+  )
+
+
+def bucket_shapes(max_source_len, max_target_len, buckets: int):
+  """(T_b, U_b) per bucket: evenly spaced up to the maxima (multiples of 8)."""
+
+  def up(x):
+    return max(8, -(-x // 8) * 8)
+
+  shapes = [
+    (
+      min(up(max_source_len * (i + 1) // buckets), max_source_len),
+      min(up(max_target_len * (i + 1) // buckets), max_target_len),
+    )
+    for i in range(buckets)
+  ]
+  return sorted(set(shapes))
+
+
+class Batches:
+  """Deterministic, bucketed, fixed-shape batches indexed by global step.
+
+  Attributes:
+    steps_per_epoch: number of global batches in one pass over the data.
+  """
+
+  def __init__(
+    self,
+    enc: Encoded,
+    batch_size: int,
+    buckets: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
+    if batch_size % process_count:
+      raise ValueError(f"batch {batch_size} % processes {process_count} != 0")
+    self.enc, self.batch_size, self.seed = enc, batch_size, seed
+    self.pi, self.pc = process_index, process_count
+    t_max, u_max = enc.fingerprints.shape[1], enc.targets.shape[1]
+    self.shapes = bucket_shapes(t_max, u_max, buckets)
+    # Smallest bucket that holds both the source and the target.
+    fits = [
+      (enc.lengths <= t) & (enc.target_lengths <= u) for t, u in self.shapes
+    ]
+    self.bucket_of = np.argmax(np.stack(fits), axis=0)
+    self._epoch, self._plan = None, None
+    self.steps_per_epoch = len(self._epoch_plan(0))
+
+  def _epoch_plan(self, epoch: int):
+    """[(bucket, example indices)] for one epoch, in a seeded order."""
+    if epoch == self._epoch:
+      return self._plan
+    rng = np.random.default_rng([self.seed, epoch])
+    order = rng.permutation(len(self.bucket_of))
+    plan = []
+    for b in range(len(self.shapes)):
+      idx = order[self.bucket_of[order] == b]
+      for i in range(0, len(idx), self.batch_size):
+        plan.append((b, idx[i : i + self.batch_size]))
+    plan = [plan[i] for i in rng.permutation(len(plan))]
+    self._epoch, self._plan = epoch, plan
+    return plan
+
+  def __call__(self, step: int) -> dict:
+    """This process's share of global batch `step`."""
+    epoch, i = divmod(step, self.steps_per_epoch)
+    b, idx = self._epoch_plan(epoch)[i]
+    return make_batch(
+      self.enc, idx, self.shapes[b], self.batch_size, self.pi, self.pc
+    )
+
+
+def make_batch(enc: Encoded, idx, shape, batch_size, pi=0, pc=1) -> dict:
+  """Pads example indices to a full [batch_size] batch of `shape`.
+
+  Filler rows have weight 0 (and length 1 so attention stays defined), so
+  the last, short batch of a bucket trains on every real example.
+  """
+  t, u = shape
+  full = np.zeros(batch_size, np.int64)
+  full[: len(idx)] = idx
+  real = np.arange(batch_size) < len(idx)
+  share = slice(pi * batch_size // pc, (pi + 1) * batch_size // pc)
+  full, real = full[share], real[share]
+  weights = (enc.targets[full, :u] != targets_lib.PAD_ID) & real[:, None]
+  return {
+    "fingerprints": enc.fingerprints[full, :t],
+    "lengths": np.where(real, enc.lengths[full], 1).astype(np.int32),
+    "targets": np.where(real[:, None], enc.targets[full, :u], 0),
+    "weights": weights.astype(np.float32),
+  }
+
+
+def eval_batches(enc: Encoded, batch_size: int):
+  """Every example once, in order, padded to full fixed-shape batches."""
+  n = len(enc.lengths)
+  shape = (enc.fingerprints.shape[1], enc.targets.shape[1])
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    yield idx, make_batch(enc, idx, shape, batch_size)

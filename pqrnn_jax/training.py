@@ -1,0 +1,430 @@
+"""Data-parallel training under jax.pmap, with orbax resume and evaluation.
+
+One process drives its local devices with `jax.pmap(axis_name="batch")`:
+parameters are replicated, each device takes a slice of the global batch,
+and gradients are summed across devices. Everything a run needs to continue
+(state, resolved config, ontology) is in the checkpoint; the data order and
+the dropout rngs are functions of the step, so a run killed and resumed ends
+with the same parameters as one that was not interrupted.
+"""
+
+import dataclasses
+import functools
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from clu import metric_writers, periodic_actions
+from flax.training import train_state
+
+from pqrnn_jax import evaluate as evaluate_lib
+from pqrnn_jax import input_pipeline
+from pqrnn_jax import model as model_lib
+from pqrnn_jax import targets as targets_lib
+
+TrainState = train_state.TrainState
+
+
+def make_optimizer(train_cfg) -> optax.GradientTransformation:
+  """AdamW with linear warmup, cosine decay and global-norm clipping."""
+  schedule = optax.warmup_cosine_decay_schedule(
+    0.0,
+    train_cfg.learning_rate,
+    train_cfg.warmup_steps,
+    max(train_cfg.num_steps, train_cfg.warmup_steps + 1),
+    end_value=train_cfg.learning_rate * 0.01,
+  )
+  return optax.chain(
+    optax.clip_by_global_norm(train_cfg.grad_clip),
+    optax.adamw(schedule, weight_decay=train_cfg.weight_decay),
+  )
+
+
+def loss_sums(scores_BxUxA, targets_BxU, weights_BxU, label_smoothing):
+  """Label-smoothed cross-entropy, summed; smoothing mass goes only to
+  actions that are possible (finite score), never to -inf entries."""
+  logp = jax.nn.log_softmax(scores_BxUxA.astype(jnp.float32), axis=-1)
+  valid = jnp.isfinite(scores_BxUxA)
+  logp = jnp.where(valid, logp, 0.0)
+  gold = jnp.take_along_axis(logp, targets_BxU[..., None], axis=-1)[..., 0]
+  uniform = logp.sum(-1) / jnp.maximum(valid.sum(-1), 1)
+  nll = -((1.0 - label_smoothing) * gold + label_smoothing * uniform)
+  correct = (jnp.argmax(scores_BxUxA, -1) == targets_BxU) * weights_BxU
+  return {
+    "loss": (nll * weights_BxU).sum(),
+    "nll": (-gold * weights_BxU).sum(),
+    "correct": correct.sum(),
+    "tokens": weights_BxU.sum(),
+  }
+
+
+def train_step(state, batch, rng, *, model, label_smoothing):
+  """One pmapped step on this device's slice of the global batch."""
+  rng = jax.random.fold_in(
+    jax.random.fold_in(rng, state.step), jax.lax.axis_index("batch")
+  )
+  # Normalise by the global token count, then sum gradients over devices:
+  # that is the gradient of the global-batch mean, whatever each device's
+  # share of real tokens (a pmean of per-device means would not be).
+  total = jax.lax.psum(batch["weights"].sum(), "batch")
+
+  def loss_fn(params):
+    scores = model.apply(
+      {"params": params},
+      batch["fingerprints"],
+      batch["lengths"],
+      model_lib.shift_right(batch["targets"]),
+      deterministic=False,
+      rngs={"dropout": rng},
+    )
+    sums = loss_sums(
+      scores, batch["targets"], batch["weights"], label_smoothing
+    )
+    return sums["loss"] / jnp.maximum(total, 1.0), sums
+
+  grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.psum(grads, "batch")
+  sums = jax.lax.psum(sums, "batch")
+  sums["grad_norm"] = optax.tree.norm(grads)
+  return state.apply_gradients(grads=grads), sums
+
+
+def create_train_state(config, model_cfg, rng) -> TrainState:
+  """Fresh float32 parameters and optimizer state."""
+  params = model_lib.init_params(model_cfg, rng)
+  return TrainState.create(
+    apply_fn=None, params=params, tx=make_optimizer(config.train)
+  )
+
+
+# -- Checkpoints ----------------------------------------------------------
+
+
+def _manager(path: Path, keep: int) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  return ocp.CheckpointManager(path.absolute(), options=options)
+
+
+def save(mgr, state: TrainState, meta: dict) -> None:
+  """State (step, params, optimizer) plus config/ontology JSON."""
+  state = _unreplicate(state) if _replicated(state) else state
+  item = {
+    "step": state.step,
+    "params": state.params,
+    "opt_state": state.opt_state,
+  }
+  mgr.save(
+    int(state.step),
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(item), meta=ocp.args.JsonSave(meta)
+    ),
+  )
+
+
+def _replicated(state) -> bool:
+  return jnp.ndim(state.step) == 1
+
+
+def _unreplicate(tree):
+  # Not flax.jax_utils.unreplicate: on a subset of the local devices it
+  # returns the [1, ...] shard instead of dropping the device axis.
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+def restore_meta(ckpt_dir: Path, step=None) -> tuple[dict, int]:
+  """The JSON meta (config, model, ontology) of a checkpoint, and its step."""
+  with _manager(ckpt_dir, 1) as mgr:
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+    r = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+  return r["meta"], step
+
+
+def restore_state(mgr, step: int, state: TrainState) -> TrainState:
+  """Restores into the structure of `state` (keeps optax state types)."""
+  item = {
+    "step": state.step,
+    "params": state.params,
+    "opt_state": state.opt_state,
+  }
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, item)
+  r = mgr.restore(
+    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+  )["state"]
+  return state.replace(
+    step=r["step"], params=r["params"], opt_state=r["opt_state"]
+  )
+
+
+def load_for_inference(workdir, which: str = "best"):
+  """(model config, ontology, params, config) from a workdir's checkpoint.
+
+  `which` is "best" (by eval exact match, falling back to the latest) or
+  "latest".
+  """
+  workdir = Path(workdir)
+  dirs = [workdir / "best", workdir / "checkpoints"]
+  if which == "latest":
+    dirs = dirs[1:]
+  for d in dirs:
+    if d.exists() and _manager(d, 1).latest_step() is not None:
+      break
+  else:
+    raise FileNotFoundError(
+      f"no checkpoint in {workdir}: train first with "
+      f"`python train.py --workdir {workdir}`"
+    )
+  meta, step = restore_meta(d)
+  ontology = targets_lib.Ontology.from_dict(meta["ontology"])
+  model_cfg = model_lib.ModelConfig(**meta["model"])
+  with _manager(d, 1) as mgr:
+    abstract = jax.eval_shape(
+      lambda: model_lib.init_params(model_cfg, jax.random.key(0))
+    )
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    item = {
+      "params": jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), abstract
+      )
+    }
+    r = mgr.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+          item=item,
+          partial_restore=True,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        )
+      ),
+    )
+  config = ml_collections.ConfigDict(meta["config"])
+  return model_cfg, ontology, r["state"]["params"], config
+
+
+# -- The loop -------------------------------------------------------------
+
+
+class _StopFlag:
+  """Set by SIGTERM/SIGINT: the loop saves a checkpoint and returns."""
+
+  def __init__(self):
+    self.event = threading.Event()
+
+  def __enter__(self):
+    self.old = {}
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self.old[sig] = signal.signal(sig, self._handle)
+    return self.event
+
+  def _handle(self, signum, frame):
+    logging.warning("signal %d: saving a checkpoint and stopping", signum)
+    self.event.set()
+
+  def __exit__(self, *exc):
+    for sig, handler in self.old.items():
+      signal.signal(sig, handler)
+
+
+def _shard(batch, n: int):
+  return jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch)
+
+
+def _check_finite(sums: dict, step: int) -> None:
+  if not np.isfinite(sums["loss"]):
+    raise FloatingPointError(
+      f"loss became {sums['loss']} at step {step}: lower the learning rate "
+      f"or check the data; the last good checkpoint is kept"
+    )
+
+
+def setup_data(config, ontology=None):
+  """Train examples, ontology (built from train unless given), encoded."""
+  train = input_pipeline.load_split(config.data, "train")
+  if ontology is None:
+    ontology = targets_lib.Ontology.build(e.parse for e in train)
+  m = config.model
+  enc = input_pipeline.encode(
+    train, ontology, m.max_source_len, m.max_target_len
+  )
+  return ontology, enc
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
+  """Trains (resuming from `workdir` if it holds a checkpoint); returns the
+  last eval metrics."""
+  workdir = Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  if config.distributed:
+    jax.distributed.initialize()
+  ckpts = _manager(workdir / "checkpoints", config.keep_checkpoints)
+  ontology = None
+  if ckpts.latest_step() is not None:
+    meta, _ = restore_meta(workdir / "checkpoints")
+    ontology = targets_lib.Ontology.from_dict(meta["ontology"])
+  ontology, enc = setup_data(config, ontology)
+  ontology.save(workdir / "ontology.json")
+  model_cfg = model_lib.ModelConfig.from_config(config.model, len(ontology))
+  model = model_lib.Seq2Seq(model_cfg)
+  devices = jax.local_devices()[: config.train.devices or None]
+  n_dev = len(devices)
+  if config.train.batch_size % (n_dev * jax.process_count()):
+    raise ValueError(
+      f"train.batch_size={config.train.batch_size} is not divisible by "
+      f"{n_dev * jax.process_count()} devices"
+    )
+  batches = input_pipeline.Batches(
+    enc,
+    config.train.batch_size,
+    config.train.buckets,
+    config.seed,
+    jax.process_index(),
+    jax.process_count(),
+  )
+  rng = jax.random.key(config.seed)
+  state = create_train_state(config, model_cfg, jax.random.fold_in(rng, 0))
+  meta = {
+    "config": config.to_dict(),
+    "ontology": ontology.to_dict(),
+    "model": dataclasses.asdict(model_cfg),
+  }
+  if ckpts.latest_step() is not None:
+    state = restore_state(ckpts, ckpts.latest_step(), state)
+    logging.info("resumed from step %d", int(state.step))
+  start = int(state.step)
+  best = _best_so_far(workdir)
+
+  writer = metric_writers.create_default_writer(
+    str(workdir), just_logging=jax.process_index() > 0
+  )
+  n = model_lib.param_count(state.params)
+  logging.info("%s", model_lib.summary(model_cfg, state.params))
+  logging.info(
+    "%d train examples, %d steps/epoch, %d local devices",
+    len(enc.lengths),
+    batches.steps_per_epoch,
+    n_dev,
+  )
+  if start == 0:
+    writer.write_hparams(
+      {"params": n, "int8_mb": n / 1e6, "train_examples": len(enc.lengths)}
+    )
+  report = periodic_actions.ReportProgress(
+    num_train_steps=config.train.num_steps, writer=writer
+  )
+
+  p_step = jax.pmap(
+    functools.partial(
+      train_step, model=model, label_smoothing=config.train.label_smoothing
+    ),
+    axis_name="batch",
+    donate_argnums=(0,),
+    devices=devices,
+  )
+  state = flax.jax_utils.replicate(state, devices)
+  step_rng = flax.jax_utils.replicate(jax.random.fold_in(rng, 1), devices)
+  pending, acc, last_eval = None, None, {}
+  step = start
+  end = config.train.num_steps
+  if config.train.stop_after:
+    end = min(end, start + config.train.stop_after)
+  with _StopFlag() as stop:
+    while step < end and not stop.is_set():
+      batch = _shard(batches(step), n_dev)
+      state, sums = p_step(state, batch, step_rng)
+      step += 1
+      # Pull step N-1's metrics only after step N is dispatched.
+      if pending is not None:
+        acc = _accumulate(acc, pending[1], pending[0])
+      pending = (step, sums)
+      report(step)
+      if step % config.log_every == 0 or step == config.train.num_steps:
+        acc = _accumulate(acc, pending[1], step)
+        pending = None
+        writer.write_scalars(step, _summarise(acc))
+        acc = None
+      if step % config.checkpoint_every == 0:
+        save(ckpts, state, meta)
+      if step % config.eval_every == 0 or step == config.train.num_steps:
+        with report.timed("eval"):
+          last_eval = _periodic_eval(
+            config, workdir, model_cfg, ontology, state, meta, best
+          )
+          best = max(best, last_eval["exact_match"])
+        writer.write_scalars(
+          step, {f"eval/{k}": v for k, v in last_eval.items()}
+        )
+  if pending is not None:
+    _accumulate(acc, pending[1], pending[0])
+  if int(ckpts.latest_step() or -1) != step:
+    save(ckpts, state, meta)
+  ckpts.wait_until_finished()
+  ckpts.close()
+  writer.flush()
+  if step < config.train.num_steps:
+    logging.warning(
+      "stopped at step %d; rerun the same command to resume", step
+    )
+  return last_eval
+
+
+def _accumulate(acc, sums, step):
+  sums = jax.tree.map(lambda x: float(np.asarray(x)[0]), sums)
+  _check_finite(sums, step)
+  if acc is None:
+    return sums
+  return {k: acc[k] + v if k != "grad_norm" else v for k, v in sums.items()}
+
+
+def _summarise(acc):
+  tokens = max(acc["tokens"], 1.0)
+  return {
+    "train/loss": acc["loss"] / tokens,
+    "train/nll": acc["nll"] / tokens,
+    "train/token_accuracy": acc["correct"] / tokens,
+    "train/grad_norm": acc["grad_norm"],
+  }
+
+
+def _best_so_far(workdir: Path) -> float:
+  f = workdir / "best" / "best.json"
+  return json.loads(f.read_text())["exact_match"] if f.exists() else -1.0
+
+
+def _periodic_eval(config, workdir, model_cfg, ontology, state, meta, best):
+  """Greedy eval on the eval split; saves to best/ when exact match rises."""
+  params = _unreplicate(state.params)
+  examples = input_pipeline.load_split(config.data, "eval")
+  if config.max_eval_examples:
+    examples = examples[: config.max_eval_examples]
+  t0 = time.time()
+  result = evaluate_lib.evaluate_examples(
+    model_cfg,
+    params,
+    ontology,
+    examples,
+    batch_size=config.eval_batch_size,
+    form=config.data.form,
+  )
+  metrics = result["metrics"]
+  metrics["seconds"] = time.time() - t0
+  if metrics["exact_match"] > best:
+    with _manager(workdir / "best", 1) as mgr:
+      save(mgr, state, dict(meta, eval=metrics))
+      mgr.wait_until_finished()
+    step = int(np.asarray(state.step)[0])
+    (workdir / "best" / "best.json").write_text(
+      json.dumps(dict(metrics, step=step), indent=1)
+    )
+  return metrics

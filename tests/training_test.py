@@ -1,0 +1,127 @@
+"""Training: end to end, resume equality, pmap parity, CLIs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import tiny
+from pqrnn_jax import evaluate, training
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _params(workdir):
+  with ocp.CheckpointManager(Path(workdir, "checkpoints").absolute()) as mgr:
+    step = mgr.latest_step()
+    r = mgr.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+    )
+  return step, r["state"]["params"]
+
+
+def _assert_trees_close(a, b, atol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol)
+
+
+def test_loss_ignores_impossible_actions():
+  scores = jnp.array([[[0.0, -jnp.inf, 1.0, -jnp.inf]]])
+  sums = training.loss_sums(scores, jnp.array([[2]]), jnp.ones((1, 1)), 0.1)
+  assert np.isfinite(sums["loss"]) and sums["correct"] == 1
+  # With smoothing 0 the loss is the plain NLL over the two possible actions.
+  sums0 = training.loss_sums(scores, jnp.array([[2]]), jnp.ones((1, 1)), 0.0)
+  np.testing.assert_allclose(sums0["loss"], np.log(1 + np.exp(-1.0)), 1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny")
+  metrics = training.train_and_evaluate(tiny.get_config(), workdir)
+  return workdir, metrics
+
+
+def test_end_to_end_train_evaluate_predict(trained):
+  workdir, metrics = trained
+  assert set(metrics) >= {"exact_match", "slot_f1", "invalid_tree_rate"}
+  assert metrics["invalid_tree_rate"] == 0.0  # Constrained decoding.
+  step, _ = _params(workdir)
+  assert step == tiny.get_config().train.num_steps
+  assert (workdir / "best" / "best.json").exists()
+  assert list(workdir.glob("events.out.tfevents*"))
+  model_cfg, ont, params, cfg = training.load_for_inference(workdir)
+  parses = evaluate.predict_parses(
+    model_cfg, params, ont, [["wake", "me", "at", "7"], ["hi"]], batch_size=4
+  )
+  assert len(parses) == 2 and all(p.startswith("[IN:") for p in parses)
+
+
+def test_resume_gives_same_parameters(tmp_path):
+  cfg = tiny.get_config()
+  cfg.train.num_steps, cfg.eval_every, cfg.checkpoint_every = 8, 100, 100
+  training.train_and_evaluate(cfg, tmp_path / "straight")
+  cfg.train.stop_after = 5
+  training.train_and_evaluate(cfg, tmp_path / "resumed")
+  assert _params(tmp_path / "resumed")[0] == 5
+  cfg.train.stop_after = 0
+  training.train_and_evaluate(cfg, tmp_path / "resumed")
+  s1, p1 = _params(tmp_path / "straight")
+  s2, p2 = _params(tmp_path / "resumed")
+  assert s1 == s2 == 8
+  _assert_trees_close(p1, p2, atol=0)
+
+
+def test_pmap_two_devices_matches_one(tmp_path):
+  assert jax.local_device_count() >= 2, "conftest sets 4 fake CPU devices"
+  cfg = tiny.get_config()
+  cfg.model.dropout = cfg.model.zoneout = 0.0  # Per-device rngs differ.
+  cfg.train.num_steps, cfg.eval_every = 4, 100
+  out = {}
+  for n in (1, 2):
+    cfg.train.devices = n
+    training.train_and_evaluate(cfg, tmp_path / f"d{n}")
+    out[n] = _params(tmp_path / f"d{n}")[1]
+  _assert_trees_close(out[1], out[2], atol=2e-5)
+
+
+def _run(*args, stdin=None):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  return subprocess.run(
+    [sys.executable, *args],
+    cwd=REPO,
+    env=env,
+    input=stdin,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+
+
+def test_cli_predict_and_errors(trained, tmp_path):
+  workdir, _ = trained
+  r = _run(
+    "-m",
+    "pqrnn_jax.predict",
+    f"--workdir={workdir}",
+    stdin="set an alarm for 7 am\nwhat is the weather\n",
+  )
+  assert r.returncode == 0, r.stderr
+  lines = r.stdout.strip().splitlines()
+  assert len(lines) == 2 and all(x.startswith("[IN:") for x in lines)
+  r = _run("-m", "pqrnn_jax.predict", f"--workdir={tmp_path}", "hello")
+  assert r.returncode != 0 and "no checkpoint" in r.stderr
+  r = _run("-m", "pqrnn_jax.predict", f"--workdir={workdir}", "  ")
+  assert r.returncode != 0 and "empty" in r.stderr
+  r = _run(
+    "train.py",
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}",
+    "--config.train.batch_sise=3",
+  )
+  assert r.returncode != 0 and "batch_sise" in r.stderr

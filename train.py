@@ -1,0 +1,37 @@
+"""Train pQRNN-MAtt: python train.py [--config configs/X.py] --workdir DIR.
+
+Flags hold only the config and the workdir; override config values with
+e.g. --config.train.batch_size=128. Rerunning the same command resumes.
+"""
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+config_flags.DEFINE_config_file(
+  "config", "configs/default.py", "Training config file.", lock_config=True
+)
+flags.DEFINE_string("workdir", None, "Where checkpoints and logs go.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax
+
+  # TF is only the input/export toolkit here: keep it off any accelerator.
+  import tensorflow as tf
+
+  tf.config.set_visible_devices([], "GPU")
+  from pqrnn_jax import training
+
+  logging.info("JAX devices: %s", jax.devices())
+  training.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)
