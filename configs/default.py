@@ -46,7 +46,7 @@ def get_config():
 
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 64  # Global batch, divisible by the device count.
-  t.num_steps = 1500
+  t.num_steps = 1000
   t.learning_rate = 2e-3
   t.warmup_steps = 100
   t.weight_decay = 0.01

@@ -1,0 +1,80 @@
+"""Round trip parse -> actions -> parse on every staged MTOP file.
+
+  python benchmarks/mtop_targets.py --out benchmarks/results/mtop_targets.json
+
+For each file: rows, exact round trips, rows whose slot words are not source
+tokens (alignment failures), and the ontology size (intents, slots) of each
+language built from all its staged files. Data: $MTOP_DIR or
+../shared/data/mtop.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from pqrnn_jax import input_pipeline, targets
+from pqrnn_jax.data import readers
+
+LANGS = ("en", "de", "es", "fr", "hi", "th")
+
+
+def staged_files(root: Path):
+  """(language, path) of every staged file: 8-column splits, en train TSV."""
+  for lang in LANGS:
+    for split in ("train", "eval", "test"):
+      if (root / lang / f"{split}.txt").exists():
+        yield lang, root / lang / f"{split}.txt"
+  pairs = root / "derived" / "en_train.utterance_decoupled.tsv"
+  if pairs.exists():
+    yield "en", pairs
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--mtop_dir", default=str(input_pipeline.default_mtop_dir()))
+  p.add_argument("--out", default="mtop_targets.json")
+  a = p.parse_args()
+  root = Path(a.mtop_dir)
+  loaded = [
+    (lang, f, readers.read_examples(f)) for lang, f in staged_files(root)
+  ]
+  if not loaded:
+    raise SystemExit(
+      f"no MTOP files under {root} (set --mtop_dir or $MTOP_DIR)"
+    )
+  ontologies = {}
+  for lang in LANGS:
+    parses = [e.parse for lg, _, exs in loaded if lg == lang for e in exs]
+    if parses:
+      ontologies[lang] = targets.Ontology.build(parses)
+  rows = []
+  print(f"{'file':45s} {'rows':>6s} {'exact':>6s} {'unaligned':>9s} {'%':>6s}")
+  for lang, f, exs in loaded:
+    rep = targets.roundtrip_report(exs, ontologies[lang])
+    rel = str(f.relative_to(root))
+    share = 100 * rep["alignment_failures"] / rep["rows"]
+    rows.append(dict(rep, file=rel, language=lang, unaligned_pct=share))
+    print(
+      f"{rel:45s} {rep['rows']:6d} {rep['exact']:6d} "
+      f"{rep['alignment_failures']:9d} {share:6.2f}"
+    )
+  sizes = {
+    lang: {"intents": o.num_intents, "slots": o.num_slots, "symbols": len(o)}
+    for lang, o in ontologies.items()
+  }
+  for lang, s in sizes.items():
+    print(f"ontology {lang}: {s['intents']} intents, {s['slots']} slots")
+  out = {
+    "benchmark": "mtop_targets",
+    "date": time.strftime("%Y-%m-%d"),
+    "files": rows,
+    "ontology": sizes,
+  }
+  Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+  Path(a.out).write_text(json.dumps(out, indent=1))
+  print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+  main()
