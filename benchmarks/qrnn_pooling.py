@@ -1,7 +1,8 @@
 """Wall time of the three fo-pooling implementations (scan, associative,
 unrolled), forward and forward+backward, on the default backend.
 
-  python benchmarks/qrnn_pooling.py --out benchmarks/results/qrnn_pooling_cpu.json
+  python benchmarks/qrnn_pooling.py \
+    --out benchmarks/results/qrnn_pooling_cpu.json
 
 Prints a table and writes JSON. Times are medians over repeats of a jitted
 call after a warm-up (compile time reported apart).
