@@ -12,25 +12,30 @@ The incremental cache per layer is the running sum of y_j W_v plus the
 encoder keys and values, computed once: its size does not grow with steps.
 """
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 
-def cross_attention(q_BxUxD, k_BxTxNxK, v_BxTxNxK, mask_BxT):
+def cross_attention(q_BxUxD, k_BxTxNxK, v_BxTxNxK, mask_BxT, einsum=jnp.einsum):
   """Scaled multi-head attention of queries over the encoder memory."""
   b, u, _ = q_BxUxD.shape
   n, dk = k_BxTxNxK.shape[-2:]
   q = q_BxUxD.reshape(b, u, n, dk).astype(jnp.float32)
-  logits_BxNxUxT = jnp.einsum("bunk,btnk->bnut", q, k_BxTxNxK) / jnp.sqrt(
+  logits_BxNxUxT = einsum("bunk,btnk->bnut", q, k_BxTxNxK) / jnp.sqrt(
     jnp.float32(dk)
   )
-  big_neg = jnp.finfo(jnp.float32).min
-  logits_BxNxUxT = jnp.where(
-    mask_BxT[:, None, None, :], logits_BxNxUxT, big_neg
-  )
+  # Masked logits sit 30 below the row's smallest: weight < 1e-13, so the
+  # float result is that of a -inf mask, yet the value stays in the row's
+  # range, which full-int8 TFLite quantizes per tensor (a finfo.min mask
+  # sets that range to [-3e38, max] and flattens the attention).
+  floor = jnp.min(logits_BxNxUxT, axis=-1, keepdims=True) - 30.0
+  floor = jax.lax.stop_gradient(floor)
+  logits_BxNxUxT = jnp.where(mask_BxT[:, None, None, :], logits_BxNxUxT, floor)
   w = jax.nn.softmax(logits_BxNxUxT, axis=-1)
-  out = jnp.einsum("bnut,btnk->bunk", w, v_BxTxNxK.astype(jnp.float32))
+  out = einsum("bnut,btnk->bunk", w, v_BxTxNxK.astype(jnp.float32))
   return out.reshape(b, u, n * dk)
 
 
@@ -43,6 +48,7 @@ class MAttLayer(nn.Module):
     ffn: FFN hidden width.
     dropout: rate on the two residual branches.
     dense: Dense constructor (float or quantized).
+    einsum: einsum module constructor (AQT int8) or None for jnp.einsum.
   """
 
   width: int
@@ -50,6 +56,7 @@ class MAttLayer(nn.Module):
   ffn: int
   dropout: float = 0.0
   dense: type = nn.Dense
+  einsum: Any = None
 
   def setup(self):
     self.w_v = self.dense(self.width, use_bias=False, name="self_v")
@@ -61,6 +68,7 @@ class MAttLayer(nn.Module):
     self.ln1 = nn.LayerNorm(name="ln1")
     self.ln2 = nn.LayerNorm(name="ln2")
     self.drop = nn.Dropout(self.dropout)
+    self.attend = self.einsum(name="attend") if self.einsum else jnp.einsum
 
   def memory_kv(self, memory_BxTxM):
     """Encoder keys and values, [B, T, N, D/N] each: computed once."""
@@ -69,7 +77,7 @@ class MAttLayer(nn.Module):
     return kv[:, :, 0], kv[:, :, 1]
 
   def _merge(self, y, a_self, kv, mask_BxT, deterministic):
-    a_cross = cross_attention(self.w_q(y), *kv, mask_BxT)
+    a_cross = cross_attention(self.w_q(y), *kv, mask_BxT, self.attend)
     a = self.w_o((a_self.astype(jnp.float32) + a_cross).astype(y.dtype))
     y = self.ln1(y + self.drop(a, deterministic=deterministic))
     f = self.ffn_out(nn.relu(self.ffn_in(y)))

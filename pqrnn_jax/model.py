@@ -79,6 +79,16 @@ def make_dense(config: ModelConfig):
   return functools.partial(nn.Dense, dtype=dtype, param_dtype=jnp.float32)
 
 
+def make_einsum(config: ModelConfig):
+  """Constructor of activation x activation einsums: None (jnp.einsum) or
+  AQT int8."""
+  if config.quant == "int8":
+    from pqrnn_jax import quant
+
+    return quant.int8_einsum
+  return None
+
+
 class Seq2Seq(nn.Module):
   """pQRNN-MAtt with `encode`, `decode` (teacher forcing) and `decode_step`.
 
@@ -90,7 +100,7 @@ class Seq2Seq(nn.Module):
 
   def setup(self):
     c = self.config
-    dense = make_dense(c)
+    dense, einsum = make_dense(c), make_einsum(c)
     self.bottleneck = dense(c.bottleneck, name="bottleneck")
     self.bottleneck_norm = nn.LayerNorm(name="bottleneck_norm")
     self.encoder = qrnn.BiQRNN(
@@ -110,13 +120,22 @@ class Seq2Seq(nn.Module):
     )
     self.layers = [
       decoder_lib.MAttLayer(
-        c.bottleneck, c.heads, c.ffn, c.dropout, dense, name=f"matt{i}"
+        c.bottleneck,
+        c.heads,
+        c.ffn,
+        c.dropout,
+        dense,
+        einsum=einsum,
+        name=f"matt{i}",
       )
       for i in range(c.decoder_layers)
     ]
     self.symbol_out = dense(c.vocab_size, name="symbol_out")
     self.pointer_q = dense(c.bottleneck, use_bias=False, name="pointer_q")
     self.pointer_k = dense(c.bottleneck, use_bias=False, name="pointer_k")
+    self.pointer_einsum = (
+      einsum(name="pointer_einsum") if einsum else jnp.einsum
+    )
     self.drop = nn.Dropout(c.dropout)
 
   def encode(self, fingerprints_BxT, lengths_B, deterministic=True):
@@ -141,13 +160,19 @@ class Seq2Seq(nn.Module):
     copied = self.copy_in(copied).astype(sym.dtype)
     return jnp.where(is_ptr[..., None], copied, sym)
 
+  def raw_scores(self, h_BxUxD, pointer_keys_BxTxD):
+    """Unmasked float32 scores: symbols [B, U, V], pointers [B, U, T]."""
+    sym = self.symbol_out(h_BxUxD).astype(jnp.float32)
+    q = self.pointer_q(h_BxUxD).astype(jnp.float32)
+    ptr = self.pointer_einsum(
+      "bud,btd->but", q, pointer_keys_BxTxD.astype(q.dtype)
+    )
+    return sym, ptr / jnp.sqrt(jnp.float32(q.shape[-1]))
+
   def _scores(self, h_BxUxD, pointer_keys_BxTxD, mask_BxT):
     """[B, U, V + T] float32 scores; PAD and padded positions are -inf."""
-    sym = self.symbol_out(h_BxUxD).astype(jnp.float32)
+    sym, ptr = self.raw_scores(h_BxUxD, pointer_keys_BxTxD)
     sym = sym.at[..., targets_lib.PAD_ID].set(-jnp.inf)
-    q = self.pointer_q(h_BxUxD).astype(jnp.float32)
-    ptr = jnp.einsum("bud,btd->but", q, pointer_keys_BxTxD.astype(q.dtype))
-    ptr = ptr / jnp.sqrt(jnp.float32(q.shape[-1]))
     ptr = jnp.where(mask_BxT[:, None, :], ptr, -jnp.inf)
     return jnp.concatenate([sym, ptr], axis=-1)
 
@@ -173,8 +198,8 @@ class Seq2Seq(nn.Module):
       "step": jnp.zeros((), jnp.int32),
     }
 
-  def decode_step(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
-    """One step: previous action ids [B] -> (scores [B, V + T], cache)."""
+  def step_hidden(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
+    """One step up to the decoder output: (h [B, D], cache)."""
     t = cache["step"]
     y = self._embed_actions(prev_actions_B[:, None], memory_BxTxM)[:, 0]
     y = y + self.position_embed(t)[None]
@@ -184,8 +209,12 @@ class Seq2Seq(nn.Module):
     ):
       y, s = layer.step(y, s, t, kv, mask_BxT)
       sums.append(s)
+    return y, dict(cache, sums=sums, step=t + 1)
+
+  def decode_step(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
+    """One step: previous action ids [B] -> (scores [B, V + T], cache)."""
+    y, cache = self.step_hidden(cache, memory_BxTxM, mask_BxT, prev_actions_B)
     scores = self._scores(y[:, None], cache["pointer_keys"], mask_BxT)[:, 0]
-    cache = dict(cache, sums=sums, step=t + 1)
     return scores, cache
 
   def __call__(
