@@ -43,6 +43,12 @@ def get_config():
   m.max_target_len = 64  # U_max actions, EOS included.
   m.dtype = "float32"  # "bfloat16" on TPU/GPU; params and loss stay f32.
   m.quant = "none"  # "none" or "int8" (AQT quantization-aware training).
+  m.arch = "pqrnn"  # "pqrnn", or "lstm": the baseline (configs/lstm_mtop.py).
+  m.embed_size = 300  # lstm: word embedding width.
+  m.lstm_hidden = 256  # lstm: encoder hidden per direction (decoder: D).
+  m.word_vocab_size = 20000  # lstm: most frequent train words kept (+UNK).
+  m.word_min_count = 2  # lstm: rarer train words map to UNK.
+  m.embedding_file = ""  # lstm: word2vec/GloVe text file to initialise from.
 
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 64  # Global batch, divisible by the device count.

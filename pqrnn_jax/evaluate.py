@@ -48,7 +48,7 @@ def encode_sources(token_lists, max_len: int):
 @functools.lru_cache(maxsize=8)
 def _decoder(model_cfg, beam_size, length_penalty, constrained, form):
   """A jitted fps, lengths, kinds -> actions function (cached by settings)."""
-  model = model_lib.Seq2Seq(model_cfg)
+  model = model_lib.make_model(model_cfg)
   if beam_size <= 1:
     fn = functools.partial(
       decode_lib.greedy_decode, model, constrained=constrained, form=form

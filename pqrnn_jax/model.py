@@ -43,6 +43,14 @@ class ModelConfig:
   max_target_len: int = 64  # U_max: actions including EOS.
   dtype: str = "float32"  # Compute dtype; params, softmax and loss: float32.
   quant: str = "none"  # "none" or "int8" (AQT; see quant.py).
+  arch: str = "pqrnn"  # "pqrnn", or "lstm": the baseline of lstm.py.
+  embed_size: int = 300  # lstm: word embedding width E.
+  lstm_hidden: int = 256  # lstm: encoder H per direction; D is the decoder's.
+  word_vocab_size: int = 20000  # lstm: most frequent train words kept.
+  word_min_count: int = 2  # lstm: rarer train words are UNK.
+  embedding_file: str = ""  # lstm: word2vec/GloVe text vectors to start from.
+  # lstm: sorted int32 fingerprints of the words, set by training.py.
+  words: tuple[int, ...] = dataclasses.field(default=(), repr=False)
 
   def __post_init__(self):
     if self.pooling not in qrnn.POOLING:
@@ -53,6 +61,10 @@ class ModelConfig:
       raise ValueError(f"bottleneck {self.bottleneck} % heads {self.heads}")
     if self.quant not in ("none", "int8"):
       raise ValueError(f"quant={self.quant!r}: choose 'none' or 'int8'")
+    if self.arch not in ("pqrnn", "lstm"):
+      raise ValueError(f"arch={self.arch!r}: choose 'pqrnn' or 'lstm'")
+    # JSON meta gives a list back; a tuple keeps the config hashable.
+    object.__setattr__(self, "words", tuple(self.words))
 
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int) -> "ModelConfig":
@@ -224,6 +236,15 @@ class Seq2Seq(nn.Module):
     return self.decode(memory, mask, inputs_BxU, deterministic)
 
 
+def make_model(config: ModelConfig) -> nn.Module:
+  """Seq2Seq, or for arch "lstm" the LSTMSeq2Seq baseline (same methods)."""
+  if config.arch == "lstm":
+    from pqrnn_jax import lstm  # lstm imports this module.
+
+    return lstm.LSTMSeq2Seq(config)
+  return Seq2Seq(config)
+
+
 def shift_right(actions_BxU):
   """Decoder inputs: BOS (the EOS id) then the actions, dropping the last."""
   bos = jnp.full_like(actions_BxU[:, :1], targets_lib.EOS_ID)
@@ -235,7 +256,7 @@ def init_params(config: ModelConfig, rng, batch: int = 1):
   fps = jnp.zeros((batch, config.max_source_len), jnp.uint32)
   lengths = jnp.ones((batch,), jnp.int32)
   inputs = jnp.zeros((batch, config.max_target_len), jnp.int32)
-  return Seq2Seq(config).init(rng, fps, lengths, inputs)["params"]
+  return make_model(config).init(rng, fps, lengths, inputs)["params"]
 
 
 def param_count(params) -> int:
@@ -249,6 +270,10 @@ def param_breakdown(params) -> dict[str, int]:
 
 def summary(config: ModelConfig, params) -> str:
   """One line: parameter count and int8 size."""
+  if config.arch == "lstm":
+    from pqrnn_jax import lstm
+
+    return lstm.summary(config, params)
   n = param_count(params)
   return (
     f"pQRNN-MAtt: {n:,} params, {n / 1e6:.2f} MB int8 "

@@ -29,6 +29,7 @@ from flax.training import train_state
 
 from pqrnn_jax import evaluate as evaluate_lib
 from pqrnn_jax import input_pipeline
+from pqrnn_jax import lstm as lstm_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import targets as targets_lib
 
@@ -102,6 +103,8 @@ def train_step(state, batch, rng, *, model, label_smoothing):
 def create_train_state(config, model_cfg, rng) -> TrainState:
   """Fresh float32 parameters and optimizer state."""
   params = model_lib.init_params(model_cfg, rng)
+  if model_cfg.embedding_file:  # LSTM baseline: pre-trained word vectors.
+    params, _ = lstm_lib.load_embeddings(params, model_cfg)
   return TrainState.create(
     apply_fn=None, params=params, tx=make_optimizer(config.train)
   )
@@ -269,14 +272,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   if config.distributed:
     jax.distributed.initialize()
   ckpts = _manager(workdir / "checkpoints", config.keep_checkpoints)
-  ontology = None
+  ontology, words = None, ()
   if ckpts.latest_step() is not None:
     meta, _ = restore_meta(workdir / "checkpoints")
     ontology = targets_lib.Ontology.from_dict(meta["ontology"])
+    words = tuple(meta["model"].get("words", ()))
   ontology, enc = setup_data(config, ontology)
   ontology.save(workdir / "ontology.json")
   model_cfg = model_lib.ModelConfig.from_config(config.model, len(ontology))
-  model = model_lib.Seq2Seq(model_cfg)
+  if model_cfg.arch == "lstm":  # Word vocabulary: as saved, else from train.
+    words = words or lstm_lib.build_vocab(
+      enc.fingerprints, enc.lengths, model_cfg
+    )
+    model_cfg = model_cfg.replace(words=words)
+  model = model_lib.make_model(model_cfg)
   devices = jax.local_devices()[: config.train.devices or None]
   n_dev = len(devices)
   if config.train.batch_size % (n_dev * jax.process_count()):

@@ -1,0 +1,265 @@
+"""Conventional seq2seq baseline: word embeddings -> BiLSTM -> LSTM decoder
+with Luong attention and the pointer outputs of pQRNN-MAtt.
+
+Dims: B batch, T source tokens, U target steps, E word embedding, H LSTM
+hidden per direction (memory width M = 2H), D decoder width
+(config.bottleneck), W words in the vocabulary, V ontology symbols. Scores
+are over V + T actions exactly as in model.Seq2Seq, so decode.py,
+training.py and evaluate.py run it unchanged.
+
+Word ids come from the fingerprints the pipeline already computes: the
+vocabulary is the sorted int32 view of the fingerprints of the case-folded
+training words (config.words, saved with the checkpoint's model config), and
+the graph maps a fingerprint to 1 + its index there, or to UNK_ID (0).
+Two words sharing a 32-bit fingerprint share a row: for W = 20k words the
+chance of any collision is about W^2 / 2^33, i.e. 5 %, and then it merges
+two rare words, which costs less than the UNKs a min count already makes.
+"""
+
+import functools
+import logging
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pqrnn_jax import model as model_lib
+from pqrnn_jax import projection
+from pqrnn_jax import targets as targets_lib
+
+UNK_ID = 0  # Unknown words, and the padding beyond each length.
+
+
+def build_vocab(fingerprints_NxT, lengths_N, config: model_lib.ModelConfig):
+  """Sorted int32 fingerprints of the most frequent words: tuple of W ints.
+
+  At most config.word_vocab_size words; words seen fewer than
+  config.word_min_count times are left out, so that UNK is trained on rare
+  words. Ties in frequency keep the smaller fingerprint.
+  """
+  fps = np.asarray(fingerprints_NxT)
+  real = np.arange(fps.shape[1])[None, :] < np.asarray(lengths_N)[:, None]
+  values, counts = np.unique(
+    fps[real].astype(np.uint32).view(np.int32), return_counts=True
+  )
+  keep = counts >= config.word_min_count
+  values, counts = values[keep], counts[keep]
+  top = np.argsort(-counts, kind="stable")[: config.word_vocab_size]
+  return tuple(int(v) for v in np.sort(values[top]))
+
+
+def word_ids(fingerprints_BxT, words) -> jnp.ndarray:
+  """Fingerprints (uint32 or bitcast int32) [B, T] -> word ids int32 [B, T]."""
+  fps = jnp.asarray(fingerprints_BxT)
+  if fps.dtype == jnp.uint32:
+    # int32 throughout: the vocabulary is sorted in int32 order and the
+    # TFLite model receives int32 (uint32 compares are not builtins).
+    fps = jax.lax.bitcast_convert_type(fps, jnp.int32)
+  if not words:
+    return jnp.full(fps.shape, UNK_ID, jnp.int32)
+  vocab_W = jnp.asarray(np.asarray(words, np.int32))
+  # Unrolled binary search: log2(W) gathers, no while loop in the graph.
+  idx = jnp.searchsorted(vocab_W, fps, method="scan_unrolled")
+  idx = jnp.minimum(idx, len(words) - 1).astype(jnp.int32)
+  return jnp.where(vocab_W[idx] == fps, idx + 1, UNK_ID)
+
+
+class BiLSTM(nn.Module):
+  """Forward and backward LSTM over each sequence's real steps.
+
+  Attributes:
+    hidden: H per direction.
+    dtype: compute dtype (parameters stay float32).
+  """
+
+  hidden: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxTxE, lengths_B, mask_BxT):
+    """[B, T, E] -> [B, T, 2H]; padded steps are 0."""
+    cell = functools.partial(
+      nn.OptimizedLSTMCell,
+      self.hidden,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+    )
+    fwd = nn.RNN(cell(name="fwd"))(x_BxTxE, seq_lengths=lengths_B)
+    # seq_lengths makes the backward pass start at each sequence's last real
+    # token; keep_order puts its outputs back in source order.
+    bwd = nn.RNN(cell(name="bwd"), reverse=True, keep_order=True)(
+      x_BxTxE, seq_lengths=lengths_B
+    )
+    h_BxTxM = jnp.concatenate([fwd, bwd], axis=-1)
+    # nn.RNN leaves garbage beyond the length: zero it, as copies read it.
+    return jnp.where(mask_BxT[..., None], h_BxTxM, 0.0)
+
+
+class LSTMSeq2Seq(nn.Module):
+  """BiLSTM encoder, attention LSTM decoder; the interface of Seq2Seq.
+
+  Decoder (Luong et al. 2015, global "general" attention, no input
+  feeding, so teacher forcing runs the LSTM as one scan):
+    h_t = LSTM(h_{t-1}, y_t); c_t = softmax(h_t W_a M^T / sqrt(M)) M
+    a_t = tanh(W_c [c_t; h_t]); scores as Seq2Seq._scores(a_t).
+  Dense layers follow config.quant; the LSTM cells stay float.
+
+  Attributes:
+    config: ModelConfig with arch "lstm" and `words` set.
+  """
+
+  config: model_lib.ModelConfig
+
+  def setup(self):
+    c = self.config
+    dense = model_lib.make_dense(c)
+    dtype = jnp.dtype(c.dtype)
+    self.word_embed = nn.Embed(
+      len(c.words) + 1, c.embed_size, dtype=dtype, name="words"
+    )
+    self.encoder = BiLSTM(c.lstm_hidden, dtype, name="encoder")
+    self.symbol_embed = nn.Embed(
+      c.vocab_size, c.bottleneck, dtype=dtype, name="symbols"
+    )
+    self.copy_in = dense(c.bottleneck, name="copy_in")
+    self.cell = nn.OptimizedLSTMCell(
+      c.bottleneck, dtype=dtype, param_dtype=jnp.float32, name="decoder"
+    )
+    # The same cell, scanned over U steps for teacher forcing.
+    self.rnn = nn.RNN(self.cell)
+    self.attn_q = dense(2 * c.lstm_hidden, use_bias=False, name="attn_q")
+    self.combine = dense(c.bottleneck, name="combine")
+    self.symbol_out = dense(c.vocab_size, name="symbol_out")
+    self.pointer_q = dense(c.bottleneck, use_bias=False, name="pointer_q")
+    self.pointer_k = dense(c.bottleneck, use_bias=False, name="pointer_k")
+    self.drop = nn.Dropout(c.dropout)
+
+  def encode(self, fingerprints_BxT, lengths_B, deterministic=True):
+    """Fingerprints (uint32 or bitcast int32) -> memory [B, T, 2H], mask."""
+    t = fingerprints_BxT.shape[1]
+    mask_BxT = jnp.arange(t)[None, :] < lengths_B[:, None]
+    ids_BxT = word_ids(fingerprints_BxT, self.config.words)
+    x = self.drop(self.word_embed(ids_BxT), deterministic=deterministic)
+    memory_BxTxM = self.encoder(x, lengths_B, mask_BxT)
+    return memory_BxTxM, mask_BxT
+
+  def _embed_actions(self, actions_BxU, memory_BxTxM):
+    """Symbol embedding, or for a pointer the copied encoder state."""
+    v = self.config.vocab_size
+    is_ptr = actions_BxU >= v
+    sym = self.symbol_embed(jnp.where(is_ptr, 0, actions_BxU))
+    pos = jnp.clip(actions_BxU - v, 0, memory_BxTxM.shape[1] - 1)
+    copied = jnp.take_along_axis(memory_BxTxM, pos[..., None], axis=1)
+    copied = self.copy_in(copied).astype(sym.dtype)
+    return jnp.where(is_ptr[..., None], copied, sym)
+
+  def _head(self, h_BxUxD, memory_BxTxM, mask_BxT, keys_BxTxD, det):
+    """Attention, combination and the [B, U, V + T] float32 scores."""
+    q = self.attn_q(h_BxUxD).astype(jnp.float32)
+    m = memory_BxTxM.astype(jnp.float32)
+    logits_BxUxT = jnp.einsum("bum,btm->but", q, m) / jnp.sqrt(
+      jnp.float32(m.shape[-1])
+    )
+    big_neg = jnp.finfo(jnp.float32).min
+    logits_BxUxT = jnp.where(mask_BxT[:, None, :], logits_BxUxT, big_neg)
+    w = jax.nn.softmax(logits_BxUxT, axis=-1)
+    ctx_BxUxM = jnp.einsum("but,btm->bum", w, m).astype(h_BxUxD.dtype)
+    a = jnp.tanh(self.combine(jnp.concatenate([ctx_BxUxM, h_BxUxD], -1)))
+    return self._scores(self.drop(a, deterministic=det), keys_BxTxD, mask_BxT)
+
+  def _scores(self, h_BxUxD, pointer_keys_BxTxD, mask_BxT):
+    """[B, U, V + T] float32 scores; PAD and padded positions are -inf."""
+    sym = self.symbol_out(h_BxUxD).astype(jnp.float32)
+    sym = sym.at[..., targets_lib.PAD_ID].set(-jnp.inf)
+    q = self.pointer_q(h_BxUxD).astype(jnp.float32)
+    ptr = jnp.einsum("bud,btd->but", q, pointer_keys_BxTxD.astype(q.dtype))
+    ptr = ptr / jnp.sqrt(jnp.float32(q.shape[-1]))
+    ptr = jnp.where(mask_BxT[:, None, :], ptr, -jnp.inf)
+    return jnp.concatenate([sym, ptr], axis=-1)
+
+  def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
+    """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""
+    y = self._embed_actions(inputs_BxU, memory_BxTxM)
+    y = self.drop(y, deterministic=deterministic)
+    h_BxUxD = self.rnn(y)
+    keys = self.pointer_k(memory_BxTxM)
+    return self._head(h_BxUxD, memory_BxTxM, mask_BxT, keys, deterministic)
+
+  def init_cache(self, memory_BxTxM, mask_BxT):
+    """Decoding state: LSTM (c, h) at zero, pointer keys, step 0."""
+    zeros = jnp.zeros((memory_BxTxM.shape[0], self.config.bottleneck))
+    return {
+      "lstm": (zeros, zeros),
+      "pointer_keys": self.pointer_k(memory_BxTxM),
+      "step": jnp.zeros((), jnp.int32),
+    }
+
+  def decode_step(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
+    """One step: previous action ids [B] -> (scores [B, V + T], cache)."""
+    y = self._embed_actions(prev_actions_B[:, None], memory_BxTxM)[:, 0]
+    carry, h_BxD = self.cell(cache["lstm"], y)
+    scores = self._head(
+      h_BxD[:, None], memory_BxTxM, mask_BxT, cache["pointer_keys"], True
+    )[:, 0]
+    return scores, dict(cache, lstm=carry, step=cache["step"] + 1)
+
+  def __call__(
+    self, fingerprints_BxT, lengths_B, inputs_BxU, deterministic=True
+  ):
+    memory, mask = self.encode(fingerprints_BxT, lengths_B, deterministic)
+    return self.decode(memory, mask, inputs_BxU, deterministic)
+
+
+def load_embeddings(params, config: model_lib.ModelConfig, path=None):
+  """Copies pre-trained vectors into the word table: (params, rows found).
+
+  `path` (default config.embedding_file) is word2vec/GloVe text: one
+  `word v1 ... vE` per line, an optional "count E" header. Words are
+  case-folded like the fingerprints; the first line of a word wins, which in
+  frequency-sorted files is its most common casing. Other rows keep their
+  random initialisation.
+  """
+  path = path or config.embedding_file
+  vocab = np.asarray(config.words, np.int32)
+  rows, vecs = {}, []
+  with open(path, encoding="utf-8", errors="replace") as f:
+    for n, line in enumerate(f):
+      if n == 0 and len(line.split()) == 2:
+        continue  # The word2vec header "count E".
+      word, _, rest = line.rstrip("\n").partition(" ")
+      fp = projection.fingerprint([word])[0:1].view(np.int32)[0]
+      i = np.searchsorted(vocab, fp)
+      # Parse the numbers only for vocabulary words: GloVe has 400k lines.
+      if i == len(vocab) or vocab[i] != fp or i + 1 in rows:
+        continue
+      vec = np.array(rest.split(), np.float32)
+      if vec.shape != (config.embed_size,):
+        raise ValueError(
+          f"{path}:{n + 1}: {vec.size} values for {word!r}, but "
+          f"model.embed_size is {config.embed_size}"
+        )
+      rows[i + 1] = len(vecs)
+      vecs.append(vec)
+  logging.info(
+    "embeddings: %d of %d vocabulary words found in %s",
+    len(rows),
+    len(vocab),
+    path,
+  )
+  if not rows:
+    return params, 0
+  table = params["words"]["embedding"]
+  table = table.at[np.fromiter(rows, np.int32)].set(np.stack(vecs))
+  return dict(params, words=dict(params["words"], embedding=table)), len(rows)
+
+
+def summary(config: model_lib.ModelConfig, params) -> str:
+  """One line: parameter count, float32 and int8 size."""
+  n = model_lib.param_count(params)
+  return (
+    f"LSTM seq2seq: {n:,} params, {4 * n / 1e6:.2f} MB float32, "
+    f"{n / 1e6:.2f} MB int8 (words={len(config.words)}+UNK "
+    f"E={config.embed_size} H={config.lstm_hidden}x2 "
+    f"D={config.bottleneck} V={config.vocab_size})"
+  )

@@ -1,0 +1,168 @@
+"""LSTM baseline: word ids, shapes, decode_step == decode, embeddings, e2e."""
+
+import dataclasses
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from pqrnn_jax import evaluate, lstm, projection, targets, training
+from pqrnn_jax import model as model_lib
+
+V = 11
+SENTENCES = [["Wake", "me", "up", "at", "7"], ["wake", "me"], ["hi", "me"]]
+
+
+def _tiny(**kw):
+  base = dict(
+    arch="lstm",
+    embed_size=8,
+    lstm_hidden=6,
+    bottleneck=12,
+    heads=2,
+    max_source_len=7,
+    max_target_len=6,
+    dropout=0.0,
+    word_min_count=1,
+  )
+  base.update(kw)
+  cfg = model_lib.ModelConfig(vocab_size=V, **base)
+  fps, lengths = projection.fingerprint_batch(SENTENCES, cfg.max_source_len)
+  return cfg.replace(words=lstm.build_vocab(fps, lengths, cfg))
+
+
+def _batch(cfg, seed=0):
+  b, t, u = 3, cfg.max_source_len, cfg.max_target_len
+  fps, _ = projection.fingerprint_batch(SENTENCES, t)
+  # Unknown words after the known ones; row 0 is full length.
+  fps[0, 5:] = projection.fingerprint(["never", "seen"])
+  lengths = jnp.array([t, 4, 2], jnp.int32)
+  actions = jax.random.randint(jax.random.key(seed), (b, u), 1, V + 2)
+  return jnp.asarray(fps), lengths, model_lib.shift_right(actions)
+
+
+def test_vocab_min_count_size_and_unknown_words():
+  fps, lengths = projection.fingerprint_batch(SENTENCES, 7)
+  cfg = _tiny()
+  assert len(cfg.words) == 6  # Case-folded: "Wake" is "wake".
+  assert list(cfg.words) == sorted(cfg.words)
+  frequent = lstm.build_vocab(fps, lengths, cfg.replace(word_min_count=2))
+  expected = projection.fingerprint(["me", "wake"]).view(np.int32)
+  assert sorted(frequent) == sorted(expected.tolist())
+  capped = lstm.build_vocab(fps, lengths, cfg.replace(word_vocab_size=1))
+  assert capped == (int(projection.fingerprint(["me"]).view(np.int32)[0]),)
+  query = projection.fingerprint(["ME", "unseen", "wake", "7"])[None]
+  ids = np.asarray(lstm.word_ids(query, frequent))
+  assert ids[0, 1] == ids[0, 3] == lstm.UNK_ID
+  assert ids[0, 0] != ids[0, 2] and min(ids[0, 0], ids[0, 2]) >= 1
+  as_int32 = lstm.word_ids(jnp.asarray(query).view(jnp.int32), frequent)
+  np.testing.assert_array_equal(ids, as_int32)
+  assert np.all(np.asarray(lstm.word_ids(query, ())) == lstm.UNK_ID)
+
+
+def test_config_survives_json_and_stays_hashable():
+  cfg = _tiny()
+  back = model_lib.ModelConfig(
+    **json.loads(json.dumps(dataclasses.asdict(cfg)))
+  )
+  assert back == cfg and hash(back) == hash(cfg)
+  assert "words=" not in repr(cfg)  # 20k ints would flood the logs.
+  with pytest.raises(ValueError, match="arch"):
+    _tiny(arch="gru")
+
+
+def test_shapes_dtypes_and_padded_pointers_under_jit():
+  cfg = _tiny()
+  params = model_lib.init_params(cfg, jax.random.key(0))
+  assert params["words"]["embedding"].shape == (len(cfg.words) + 1, 8)
+  fps, lengths, inputs = _batch(cfg)
+  apply = jax.jit(model_lib.make_model(cfg).apply)
+  scores = apply({"params": params}, fps, lengths, inputs)
+  assert scores.shape == (3, cfg.max_target_len, V + cfg.max_source_len)
+  assert scores.dtype == jnp.float32
+  s = np.asarray(scores)
+  assert np.all(np.isneginf(s[1, :, V + 4 :]))
+  assert np.all(np.isneginf(s[2, :, V + 2 :]))
+  assert np.all(np.isneginf(s[..., targets.PAD_ID]))
+  assert np.all(np.isfinite(s[0, :, 1:]))
+  assert "LSTM seq2seq" in model_lib.summary(cfg, params)
+
+
+def test_decode_step_reproduces_decode():
+  cfg = _tiny()
+  params = {"params": model_lib.init_params(cfg, jax.random.key(1))}
+  fps, lengths, inputs = _batch(cfg, seed=2)
+  m = model_lib.make_model(cfg)
+  memory, mask = m.apply(params, fps, lengths, method=m.encode)
+  full = m.apply(params, memory, mask, inputs, method=m.decode)
+  cache = m.apply(params, memory, mask, method=m.init_cache)
+  step = jax.jit(functools.partial(m.apply, method=m.decode_step))
+  for t in range(cfg.max_target_len):
+    scores, cache = step(params, cache, memory, mask, inputs[:, t])
+    np.testing.assert_allclose(scores, full[:, t], atol=1e-5, rtol=1e-5)
+  assert int(cache["step"]) == cfg.max_target_len
+
+
+def test_padding_does_not_change_real_outputs():
+  cfg = _tiny()
+  params = {"params": model_lib.init_params(cfg, jax.random.key(5))}
+  fps, lengths, inputs = _batch(cfg)
+  m = model_lib.make_model(cfg)
+  noisy = fps.at[1, 4:].set(12345)  # Garbage beyond the length.
+  a = m.apply(params, fps, lengths, inputs)
+  b = m.apply(params, noisy, lengths, inputs)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+  memory, _ = m.apply(params, fps, lengths, method=m.encode)
+  assert np.all(np.asarray(memory)[1, 4:] == 0)
+
+
+def test_embedding_file_initialises_known_rows(tmp_path):
+  cfg = _tiny()
+  path = tmp_path / "vectors.txt"
+  vec = lambda x: " ".join(str(x + i / 10) for i in range(8))
+  path.write_text(
+    f"5 8\nWAKE {vec(1)}\nwake {vec(2)}\nzebra {vec(3)}\nme {vec(4)}\n"
+  )
+  params = model_lib.init_params(cfg, jax.random.key(0))
+  new, found = lstm.load_embeddings(params, cfg, path)
+  assert found == 2
+  table, old = np.asarray(new["words"]["embedding"]), params["words"]
+  ids = np.asarray(
+    lstm.word_ids(projection.fingerprint(["wake", "me"]), cfg.words)
+  )
+  # The first line of a word wins ("WAKE" before "wake").
+  np.testing.assert_allclose(table[ids[0]], 1 + np.arange(8) / 10, 1e-6)
+  np.testing.assert_allclose(table[ids[1]], 4 + np.arange(8) / 10, 1e-6)
+  others = np.setdiff1d(np.arange(len(table)), ids)
+  np.testing.assert_array_equal(
+    table[others], np.asarray(old["embedding"])[others]
+  )
+  path.write_text(f"me {vec(0)} 9.0\n")
+  with pytest.raises(ValueError, match="embed_size"):
+    lstm.load_embeddings(params, cfg, path)
+
+
+def test_train_restore_evaluate_predict_end_to_end(tmp_path):
+  cfg = tiny.get_config()
+  m = cfg.model
+  m.arch, m.embed_size, m.lstm_hidden, m.word_min_count = "lstm", 8, 8, 1
+  m.embedding_file = str(tmp_path / "vectors.txt")
+  (tmp_path / "vectors.txt").write_text("alarm " + " ".join(["0.5"] * 8))
+  cfg.train.num_steps, cfg.eval_every, cfg.checkpoint_every = 3, 3, 100
+  cfg.train.devices = 1
+  metrics = training.train_and_evaluate(cfg, tmp_path / "run")
+  assert metrics["invalid_tree_rate"] == 0.0  # Constrained decoding.
+  # Rerun at the end: the vocabulary (and so the table) comes from meta.
+  assert training.train_and_evaluate(cfg, tmp_path / "run") == {}
+  model_cfg, ont, params, _ = training.load_for_inference(tmp_path / "run")
+  assert model_cfg.arch == "lstm" and len(model_cfg.words) > 50
+  sentences = [["wake", "me", "at", "7"], ["Hi"]]
+  for beam in (1, 2):
+    parses = evaluate.predict_parses(
+      model_cfg, params, ont, sentences, batch_size=4, beam_size=beam
+    )
+    assert len(parses) == 2 and all(p.startswith("[IN:") for p in parses)
