@@ -63,6 +63,16 @@ def get_config():
   t.stop_after = 0  # Stop (with a checkpoint) after this many steps of this
   # run, for time-boxed jobs; 0 = run to num_steps. Rerun to resume.
 
+  c.distill = k = ml_collections.ConfigDict()  # See pqrnn_jax/distill.py.
+  k.teacher_workdir = ""  # A trained workdir: KD teacher and/or labeller.
+  k.alpha = 0.0  # Weight of the token-level KD term; 0 = off.
+  k.temperature = 2.0  # KD softmax temperature T (loss scaled by T^2).
+  k.sequence_from_teacher = False  # Add teacher beam parses of train data.
+  k.sequence_file = ""  # Or a user file of teacher parses (any format).
+  k.unlabelled_file = ""  # More utterances for the teacher to label.
+  k.sequence_ratio = 1.0  # Teacher examples per gold example.
+  k.teacher_beam = 4  # Beam size when the teacher labels utterances.
+
   c.log_every = 50  # Steps between train metric lines.
   c.eval_every = 500  # Steps between evaluations on the eval split.
   c.checkpoint_every = 500  # Steps between checkpoints.

@@ -27,8 +27,8 @@ import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
+from pqrnn_jax import distill, input_pipeline
 from pqrnn_jax import evaluate as evaluate_lib
-from pqrnn_jax import input_pipeline
 from pqrnn_jax import lstm as lstm_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import targets as targets_lib
@@ -69,8 +69,23 @@ def loss_sums(scores_BxUxA, targets_BxU, weights_BxU, label_smoothing):
   }
 
 
-def train_step(state, batch, rng, *, model, label_smoothing):
-  """One pmapped step on this device's slice of the global batch."""
+def train_step(
+  state,
+  batch,
+  rng,
+  teacher_params=None,
+  *,
+  model,
+  label_smoothing,
+  teacher=None,
+  kd_alpha=0.0,
+  kd_temperature=1.0,
+):
+  """One pmapped step on this device's slice of the global batch.
+
+  With a `teacher` (a frozen model sharing the ontology), the loss is
+  (1 - kd_alpha) * CE + kd_alpha * T^2 KL(teacher || student).
+  """
   rng = jax.random.fold_in(
     jax.random.fold_in(rng, state.step), jax.lax.axis_index("batch")
   )
@@ -79,19 +94,36 @@ def train_step(state, batch, rng, *, model, label_smoothing):
   # share of real tokens (a pmean of per-device means would not be).
   total = jax.lax.psum(batch["weights"].sum(), "batch")
 
+  inputs = model_lib.shift_right(batch["targets"])
+  if teacher is not None:
+    teacher_scores = jax.lax.stop_gradient(
+      teacher.apply(
+        {"params": teacher_params},
+        batch["fingerprints"],
+        batch["lengths"],
+        inputs,
+      )
+    )
+
   def loss_fn(params):
     scores = model.apply(
       {"params": params},
       batch["fingerprints"],
       batch["lengths"],
-      model_lib.shift_right(batch["targets"]),
+      inputs,
       deterministic=False,
       rngs={"dropout": rng},
     )
     sums = loss_sums(
       scores, batch["targets"], batch["weights"], label_smoothing
     )
-    return sums["loss"] / jnp.maximum(total, 1.0), sums
+    loss = sums["loss"]
+    if teacher is not None:
+      sums["kd"] = distill.kd_loss_sums(
+        scores, teacher_scores, batch["weights"], kd_temperature
+      )
+      loss = (1.0 - kd_alpha) * loss + kd_alpha * sums["kd"]
+    return loss / jnp.maximum(total, 1.0), sums
 
   grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = jax.lax.psum(grads, "batch")
@@ -252,9 +284,15 @@ def _check_finite(sums: dict, step: int) -> None:
     )
 
 
-def setup_data(config, ontology=None):
-  """Train examples, ontology (built from train unless given), encoded."""
+def setup_data(config, workdir, ontology=None):
+  """Train examples (+ teacher-labelled ones), ontology (built from them
+  unless given), encoded."""
   train = input_pipeline.load_split(config.data, "train")
+  extra = distill.sequence_examples(config.distill, workdir, train)
+  if extra:
+    train = distill.mix(
+      train, extra, config.distill.sequence_ratio, config.seed
+    )
   if ontology is None:
     ontology = targets_lib.Ontology.build(e.parse for e in train)
   m = config.model
@@ -262,6 +300,23 @@ def setup_data(config, ontology=None):
     train, ontology, m.max_source_len, m.max_target_len
   )
   return ontology, enc
+
+
+def _load_teacher(config):
+  """(model, params, ontology) of the token-level KD teacher, or None."""
+  d = config.distill
+  if not (d.teacher_workdir and d.alpha > 0):
+    return None
+  t_cfg, t_ont, t_params, _ = load_for_inference(d.teacher_workdir)
+  if t_cfg.max_target_len < config.model.max_target_len:
+    raise ValueError(
+      f"teacher max_target_len {t_cfg.max_target_len} < student's "
+      f"{config.model.max_target_len}: the teacher cannot score every step"
+    )
+  logging.info(
+    "teacher %s: %s", d.teacher_workdir, model_lib.summary(t_cfg, t_params)
+  )
+  return model_lib.make_model(t_cfg), t_params, t_ont
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
@@ -277,7 +332,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     meta, _ = restore_meta(workdir / "checkpoints")
     ontology = targets_lib.Ontology.from_dict(meta["ontology"])
     words = tuple(meta["model"].get("words", ()))
-  ontology, enc = setup_data(config, ontology)
+  teacher = _load_teacher(config)
+  if teacher is not None:
+    if ontology is not None and ontology != teacher[2]:
+      raise ValueError("the checkpoint's ontology differs from the teacher's")
+    ontology = teacher[2]
+  ontology, enc = setup_data(config, workdir, ontology)
   ontology.save(workdir / "ontology.json")
   model_cfg = model_lib.ModelConfig.from_config(config.model, len(ontology))
   if model_cfg.arch == "lstm":  # Word vocabulary: as saved, else from train.
@@ -333,9 +393,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     num_train_steps=config.train.num_steps, writer=writer
   )
 
+  kd = {}
+  if teacher is not None:
+    kd = dict(
+      teacher=teacher[0],
+      kd_alpha=config.distill.alpha,
+      kd_temperature=config.distill.temperature,
+    )
   p_step = jax.pmap(
     functools.partial(
-      train_step, model=model, label_smoothing=config.train.label_smoothing
+      train_step,
+      model=model,
+      label_smoothing=config.train.label_smoothing,
+      **kd,
     ),
     axis_name="batch",
     donate_argnums=(0,),
@@ -343,6 +413,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   )
   state = flax.jax_utils.replicate(state, devices)
   step_rng = flax.jax_utils.replicate(jax.random.fold_in(rng, 1), devices)
+  teacher_params = None
+  if teacher is not None:
+    teacher_params = flax.jax_utils.replicate(teacher[1], devices)
   pending, acc, last_eval = None, None, {}
   step = start
   end = config.train.num_steps
@@ -351,7 +424,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   with _StopFlag() as stop:
     while step < end and not stop.is_set():
       batch = _shard(batches(step), n_dev)
-      state, sums = p_step(state, batch, step_rng)
+      state, sums = p_step(state, batch, step_rng, teacher_params)
       step += 1
       # Pull step N-1's metrics only after step N is dispatched.
       if pending is not None:
@@ -398,12 +471,15 @@ def _accumulate(acc, sums, step):
 
 def _summarise(acc):
   tokens = max(acc["tokens"], 1.0)
-  return {
+  out = {
     "train/loss": acc["loss"] / tokens,
     "train/nll": acc["nll"] / tokens,
     "train/token_accuracy": acc["correct"] / tokens,
     "train/grad_norm": acc["grad_norm"],
   }
+  if "kd" in acc:
+    out["train/kd"] = acc["kd"] / tokens
+  return out
 
 
 def _best_so_far(workdir: Path) -> float:
