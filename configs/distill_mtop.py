@@ -1,0 +1,26 @@
+"""Default-size pQRNN-MAtt student distilled from a teacher on MTOP.
+
+  # 1. A teacher (any workdir this project can load):
+  python train.py --config configs/teacher_mtop.py:en --workdir runs/teacher_en
+  # 2. The student, token-level KD plus teacher-labelled train utterances:
+  python train.py --config configs/distill_mtop.py:en \
+      --config.distill.teacher_workdir=runs/teacher_en --workdir runs/kd_en
+
+Token-level only: --config.distill.sequence_from_teacher=False. Sequence-level
+only: --config.distill.alpha=0. Parses from an outside teacher (e.g. T5):
+--config.distill.sequence_file=parses.tsv (utterance<TAB>parse lines).
+Same student size and steps as configs/mtop.py. Runtime: as configs/mtop.py
+plus the teacher's forward pass; expected result: docs/RESULTS.md.
+"""
+
+from configs import mtop
+
+
+def get_config(lang: str = "en"):
+  c = mtop.get_config(lang)
+  k = c.distill
+  k.alpha = 0.5
+  k.temperature = 2.0
+  k.sequence_from_teacher = True
+  k.sequence_ratio = 1.0
+  return c

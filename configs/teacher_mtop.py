@@ -1,0 +1,19 @@
+"""A wider pQRNN-MAtt to serve as a distillation teacher on MTOP.
+
+  python train.py --config configs/teacher_mtop.py:en --workdir runs/teacher_en
+
+About 15.7 M parameters, 5.6x the default (not meant for device). Runtime on 2 CPU
+cores: several hours; on one GPU, minutes. See docs/RESULTS.md.
+"""
+
+from configs import mtop
+
+
+def get_config(lang: str = "en"):
+  c = mtop.get_config(lang)
+  m = c.model
+  m.projection_size, m.bottleneck, m.qrnn_hidden = 1024, 512, 256
+  m.qrnn_layers, m.decoder_layers, m.ffn = 3, 3, 1024
+  m.dropout = 0.2
+  c.train.learning_rate = 1e-3
+  return c
