@@ -2,8 +2,8 @@
 
   python train.py --config configs/teacher_mtop.py:en --workdir runs/teacher_en
 
-About 15.7 M parameters, 5.6x the default (not meant for device). Runtime on 2 CPU
-cores: several hours; on one GPU, minutes. See docs/RESULTS.md.
+About 15.7 M parameters, 5.6x the default (not meant for device).
+Runtime on 2 CPU cores: several hours; on one GPU, minutes. See docs/RESULTS.md.
 """
 
 from configs import mtop
