@@ -1,0 +1,190 @@
+"""The exported model, measured end to end: accuracy, size and latency.
+
+  python benchmarks/tflite_eval.py --workdir runs/mtop_en --split test \
+    --out benchmarks/results/tflite_eval_mtop_en.json [--limit N]
+
+Exports the workdir's best checkpoint as float, dynamic-range and int8
+.tflite files (pqrnn_jax/export.py), decodes the split with each through
+the numpy + ai_edge_litert driver (pqrnn_jax/tflite_runner.py, constrained
+greedy, 1 thread), and the same split with jitted JAX greedy decoding: the
+float model and the AQT int8 model (same parameters). Reports exact match,
+intent accuracy, slot F1, invalid-tree rate, agreement with the JAX float
+parses, file sizes, and latency per parse (median and p90, from tokens to
+parse string, one utterance at a time) of each .tflite and of jitted JAX at
+batch 1. Prints a table and writes JSON.
+"""
+
+# ruff: noqa: E402  (XLA_FLAGS must be set before jax is imported)
+
+import os
+
+# One CPU thread for JAX too, so both runtimes are timed alike.
+os.environ.setdefault(
+  "XLA_FLAGS",
+  "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from pqrnn_jax import decode as decode_lib
+from pqrnn_jax import evaluate, export, input_pipeline, tflite_runner, training
+from pqrnn_jax import metrics as metrics_lib
+from pqrnn_jax import model as model_lib
+from pqrnn_jax import targets as targets_lib
+
+
+def _latency(seconds) -> dict:
+  ms = np.asarray(seconds) * 1e3
+  return {
+    "median_ms": float(np.median(ms)),
+    "p90_ms": float(np.percentile(ms, 90)),
+    "n": len(ms),
+  }
+
+
+def _score(preds, examples, reference) -> dict:
+  m = metrics_lib.compute_all(preds, [e.parse for e in examples])
+  m["agreement_with_jax_float"] = float(
+    np.mean([a == b for a, b in zip(preds, reference, strict=True)])
+  )
+  return m
+
+
+def run_tflite(path, examples, threads=1):
+  """Parses and per-parse seconds of one .tflite through the runner."""
+  parser = tflite_runner.TFLiteParser(path, num_threads=threads)
+  parser.parse_tokens(examples[0].tokens)  # Warm-up (delegate setup).
+  preds, seconds = [], []
+  for e in examples:
+    t0 = time.perf_counter()
+    preds.append(parser.parse_tokens(e.tokens))
+    seconds.append(time.perf_counter() - t0)
+  return preds, seconds
+
+
+def jax_latency(model_cfg, params, ontology, examples, form):
+  """Per-parse seconds of jitted batch-1 constrained greedy decoding."""
+  run = jax.jit(
+    lambda p, f, n, k: decode_lib.greedy_decode(
+      model_lib.Seq2Seq(model_cfg), p, f, n, k, form=form
+    )
+  )
+  kinds = decode_lib.kinds_array(ontology)
+  t_max = model_cfg.max_source_len
+  seconds = []
+  for i, e in enumerate([examples[0]] + list(examples)):
+    t0 = time.perf_counter()
+    fps, lengths, _ = evaluate.encode_sources([e.tokens], t_max)
+    actions = np.asarray(run(params, fps, lengths, kinds))[0]
+    targets_lib.actions_to_parse(actions, e.tokens, ontology)
+    if i:  # The first call compiles.
+      seconds.append(time.perf_counter() - t0)
+  return seconds
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--workdir", required=True)
+  ap.add_argument("--split", default="test", choices=["eval", "test"])
+  ap.add_argument("--limit", type=int, default=0, help="0: whole split.")
+  ap.add_argument("--calibration", type=int, default=300)
+  ap.add_argument("--checkpoint", default="best")
+  ap.add_argument("--export_dir", default="", help="Default: WORKDIR/tflite")
+  ap.add_argument("--out", default="", help="Default: in export_dir.")
+  args = ap.parse_args()
+
+  model_cfg, ontology, params, config = training.load_for_inference(
+    args.workdir, args.checkpoint
+  )
+  form = config.data.form
+  examples = input_pipeline.load_split(config.data, args.split)
+  if args.limit:
+    examples = examples[: args.limit]
+  tokens = [e.tokens for e in examples]
+  out_dir = Path(args.export_dir or Path(args.workdir, "tflite"))
+  result = {
+    "workdir": str(args.workdir),
+    "split": args.split,
+    "examples": len(examples),
+    "trained_with": model_cfg.quant,
+    "model": model_lib.summary(model_cfg, params),
+    "params": model_lib.param_count(params),
+    "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+  }
+  jax_preds = {}
+  for quant in ("none", "int8"):
+    cfg = model_cfg.replace(quant=quant)
+    t0 = time.time()
+    preds = evaluate.predict_parses(
+      cfg, params, ontology, tokens, batch_size=64, form=form
+    )
+    jax_preds[quant] = preds
+    name = "jax_float" if quant == "none" else "jax_aqt_int8"
+    result[name] = _score(preds, examples, jax_preds["none"])
+    print(f"{name}: {time.time() - t0:.0f}s", flush=True)
+
+  samples = export.calibration_from_config(
+    config, model_cfg, params, ontology, args.calibration
+  )
+  for variant in ("float", "dynamic", "int8"):
+    path = out_dir / f"model_{variant}.tflite"
+    r = export.export(
+      model_cfg,
+      params,
+      ontology,
+      path,
+      variant=variant,
+      form=form,
+      calibration=samples if variant == "int8" else None,
+    )
+    preds, seconds = run_tflite(path, examples)
+    result[f"tflite_{variant}"] = dict(
+      _score(preds, examples, jax_preds["none"]),
+      bytes=r["bytes"],
+      latency=_latency(seconds),
+      ops=r["ops"],
+    )
+    print(f"tflite_{variant}: {r['bytes']:,} bytes", flush=True)
+
+  result["jax_float"]["latency"] = _latency(
+    jax_latency(
+      model_cfg.replace(quant="none"), params, ontology, examples, form
+    )
+  )
+  _print(result)
+  out = Path(args.out or out_dir / f"tflite_eval_{args.split}.json")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(result, indent=1) + "\n")
+  print(f"wrote {out}")
+
+
+def _print(r):
+  print(f"{r['model']}\n{r['split']}: {r['examples']} examples")
+  print(
+    f"{'':14s} {'EM':>7s} {'intent':>7s} {'slotF1':>7s} {'invalid':>7s} "
+    f"{'agree':>6s} {'bytes':>11s} {'med ms':>7s} {'p90 ms':>7s}"
+  )
+  for k in ("jax_float", "jax_aqt_int8") + tuple(
+    f"tflite_{v}" for v in ("float", "dynamic", "int8")
+  ):
+    m = r[k]
+    lat = m.get("latency", {})
+    print(
+      f"{k:14s} {m['exact_match']:7.4f} {m['intent_accuracy']:7.4f} "
+      f"{m['slot_f1']:7.4f} {m['invalid_tree_rate']:7.4f} "
+      f"{m['agreement_with_jax_float']:6.3f} {m.get('bytes', 0):11,d} "
+      f"{lat.get('median_ms', float('nan')):7.2f} "
+      f"{lat.get('p90_ms', float('nan')):7.2f}"
+    )
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,396 @@
+"""TFLite export: `encode` and `decode_step` signatures, builtin ops only.
+
+  python -m pqrnn_jax.export --workdir DIR --out model.tflite \
+      [--variant int8|float|dynamic] [--calibration 300]
+
+writes model.tflite and model.json (the manifest: ontology, shapes, the
+signatures' tensors) beside it; the manifest is also embedded in the file as
+TFLite metadata "pqrnn_manifest". `tflite_runner.py` runs the decode loop.
+
+Path (TOOLCHAIN.md 4.5, 5): the float graph (an AQT-trained model has the
+same float parameters), QRNN unrolled over T_max, batch 1 -> jax2tf ->
+SavedModel with two signatures -> TFLite converter, default flags.
+"float"; "dynamic": int8 weights; "int8": full integer, int8 weights and
+activations (float only at the inputs and outputs), ranges calibrated on
+training utterances run through encode and teacher-forced decode steps.
+The converter runs in a subprocess: full-int8 calibration segfaults on
+some graphs (WHILE ops), and a crash must be an error, not a dead parent.
+
+Why `encode` + `decode_step` and not the whole greedy decode in one
+signature: unrolled, that graph holds U_max copies of the ~170-op step
+(~11k ops at U_max = 64: ~4 MB of op tables at the ~0.4 KB per op we
+measure, past the 3.5 MB budget before any weight) plus integer stack
+logic; as a loop it is a WHILE op, which full-int8 calibration cannot
+handle. The step signature keeps the tree constraints in host code (the
+numpy twins of what decode.py jits), applied to float scores. The cache is
+explicit: memory, pointer keys and per-layer keys/values (from `encode`),
+and per-layer running sums (in and out of each step).
+
+Scores leave the graph unmasked, symbols and pointers apart (each with its
+own int8 range): an in-graph -inf mask would ruin the calibrated ranges.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pqrnn_jax import decode as decode_lib
+from pqrnn_jax import model as model_lib
+from pqrnn_jax.targets import EOS_ID, PAD_ID
+
+VARIANTS = ("int8", "float", "dynamic")
+METADATA_NAME = "pqrnn_manifest"
+FORMAT = "pqrnn_jax.tflite/1"
+
+
+def export_config(model_cfg):
+  """The exported graph: float, QRNN unrolled (no WHILE op)."""
+  return model_cfg.replace(pooling="unrolled", quant="none", dropout=0.0)
+
+
+def signature_specs(model_cfg) -> dict:
+  """{signature: {"inputs"|"outputs": [(name, shape, dtype)]}}, batch 1."""
+  c = model_cfg
+  t, m, d = c.max_source_len, 2 * c.qrnn_hidden, c.bottleneck
+  kv = (1, t, c.heads, d // c.heads)
+  layers = range(c.decoder_layers)
+  cache = [("memory", (1, t, m), "float32")]
+  cache += [("pointer_keys", (1, t, d), "float32")]
+  cache += [(f"{x}{i}", kv, "float32") for i in layers for x in "kv"]
+  sums = [(f"sum{i}", (1, d), "float32") for i in layers]
+  ids = [("prev_action", (1,), "int32"), ("step", (1,), "int32")]
+  return {
+    "encode": {
+      "inputs": [("fingerprints", (1, t), "int32"), ("length", (1,), "int32")],
+      "outputs": cache,
+    },
+    "decode_step": {
+      "inputs": ids + [("length", (1,), "int32")] + cache + sums,
+      "outputs": [
+        ("symbol_scores", (1, c.vocab_size), "float32"),
+        ("pointer_scores", (1, t), "float32"),
+      ]
+      + sums,
+    },
+  }
+
+
+def _encode(mdl, fingerprints_1xT, length_1):
+  memory, mask = mdl.encode(fingerprints_1xT, length_1)
+  cache = mdl.init_cache(memory, mask)
+  out = {"memory": memory, "pointer_keys": cache["pointer_keys"]}
+  for i, (k, v) in enumerate(cache["kv"]):
+    out[f"k{i}"], out[f"v{i}"] = k, v
+  return out
+
+
+def _decode_step(mdl, named):
+  c = mdl.config
+  t_max = named["memory"].shape[1]
+  layers = range(c.decoder_layers)
+  mask_1xT = jnp.arange(t_max)[None, :] < named["length"][:, None]
+  cache = {
+    "kv": [(named[f"k{i}"], named[f"v{i}"]) for i in layers],
+    "sums": [named[f"sum{i}"] for i in layers],
+    "pointer_keys": named["pointer_keys"],
+    "step": named["step"][0],
+  }
+  h, cache = mdl.step_hidden(
+    cache, named["memory"], mask_1xT, named["prev_action"]
+  )
+  sym, ptr = mdl.raw_scores(h[:, None], cache["pointer_keys"])
+  out = {"symbol_scores": sym[:, 0], "pointer_scores": ptr[:, 0]}
+  out.update({f"sum{i}": s for i, s in enumerate(cache["sums"])})
+  return out
+
+
+def signature_fns(model_cfg, params) -> dict:
+  """Plain JAX functions of the signatures' inputs (positional, in the order
+  of `signature_specs`) -> dict of outputs; parameters are constants."""
+  cfg = export_config(model_cfg)
+  model = model_lib.Seq2Seq(cfg)
+  variables = {"params": params}
+  names = [n for n, _, _ in signature_specs(cfg)["decode_step"]["inputs"]]
+
+  def encode(fingerprints, length):
+    return model.apply(variables, fingerprints, length, method=_encode)
+
+  def decode_step(*args):
+    named = dict(zip(names, args, strict=True))
+    return model.apply(variables, named, method=_decode_step)
+
+  return {"encode": encode, "decode_step": decode_step}
+
+
+def calibration_samples(model_cfg, params, enc, n: int, seed: int = 0):
+  """Representative data [(signature, {input: array})] from encoded
+  training examples: n encodes and every teacher-forced decode step."""
+  rng = np.random.default_rng(seed)
+  idx = rng.permutation(len(enc.lengths))[:n]
+  fps = enc.fingerprints[idx].view(np.int32)
+  lengths, targets = enc.lengths[idx], enc.targets[idx]
+  tlens = enc.target_lengths[idx]
+  cfg = model_cfg.replace(quant="none")
+  model, variables = model_lib.Seq2Seq(cfg), {"params": params}
+  encoded = jax.jit(lambda f, n: model.apply(variables, f, n, method=_encode))(
+    fps, lengths
+  )
+  enc_np = {k: np.asarray(v) for k, v in encoded.items()}
+  step = jax.jit(
+    lambda named: model.apply(variables, named, method=_decode_step)
+  )
+  prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
+  d, layers = cfg.bottleneck, range(cfg.decoder_layers)
+  sums = {f"sum{i}": np.zeros((len(idx), d), np.float32) for i in layers}
+  samples = [
+    ("encode", {"fingerprints": fps[j : j + 1], "length": lengths[j : j + 1]})
+    for j in range(len(idx))
+  ]
+  for t in range(int(tlens.max())):
+    named = dict(
+      enc_np,
+      **sums,
+      prev_action=prev[:, t],
+      step=np.full((len(idx),), t, np.int32),
+      length=lengths,
+    )
+    for j in np.flatnonzero(t < tlens):
+      sample = {k: v[j : j + 1] for k, v in named.items()}
+      samples.append(("decode_step", sample))
+    out = step(named)
+    sums = {k: np.asarray(out[k]) for k in sums}
+  return samples
+
+
+def save_saved_model(model_cfg, params, export_dir) -> None:
+  """jax2tf -> SavedModel with signatures "encode" and "decode_step"."""
+  import tensorflow as tf
+  from jax.experimental import jax2tf
+
+  cfg = export_config(model_cfg)
+  fns, specs = signature_fns(cfg, params), signature_specs(cfg)
+  module = tf.Module()
+  signatures = {}
+  for sig, fn in fns.items():
+    spec = [
+      tf.TensorSpec(shape, getattr(tf, dt), name=name)
+      for name, shape, dt in specs[sig]["inputs"]
+    ]
+    f_tf = tf.function(
+      jax2tf.convert(fn, with_gradient=False),
+      input_signature=spec,
+      autograph=False,
+    )
+    setattr(module, sig, f_tf)
+    signatures[sig] = f_tf.get_concrete_function()
+  tf.saved_model.save(module, str(export_dir), signatures=signatures)
+
+
+def convert_saved_model(export_dir, variant, calibration_path, out_path):
+  """TFLite converter on a SavedModel (meant to run in a subprocess)."""
+  import tensorflow as tf
+
+  conv = tf.lite.TFLiteConverter.from_saved_model(
+    str(export_dir), signature_keys=["encode", "decode_step"]
+  )
+  if variant != "float":
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+  if variant == "int8":
+    samples = pickle.loads(Path(calibration_path).read_bytes())
+    conv.representative_dataset = lambda: iter(samples)
+  Path(out_path).write_bytes(conv.convert())
+
+
+def _convert_in_subprocess(export_dir, variant, samples, out_path) -> None:
+  calib = Path(export_dir).with_suffix(".calibration.pkl")
+  calib.write_bytes(pickle.dumps(samples or []))
+  code = (
+    "import sys; from pqrnn_jax.export import convert_saved_model as c; "
+    "c(*sys.argv[1:])"
+  )
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-c", code, str(export_dir), variant, str(calib)]
+  r = subprocess.run(
+    cmd + [str(out_path)],
+    capture_output=True,
+    text=True,
+    env=env,
+  )
+  if r.returncode != 0:
+    how = f"signal {-r.returncode}" if r.returncode < 0 else r.returncode
+    raise RuntimeError(
+      f"TFLite conversion ({variant}) failed with {how}:\n{r.stderr[-3000:]}"
+    )
+
+
+def op_codes(tflite_bytes) -> dict[str, int]:
+  """Operator name -> count over all subgraphs (custom ops as CUSTOM:x)."""
+  from ai_edge_litert import schema_py_generated as schema
+
+  m = schema.Model.GetRootAs(tflite_bytes, 0)
+  names = {v: k for k, v in vars(schema.BuiltinOperator).items()}
+  codes = []
+  for i in range(m.OperatorCodesLength()):
+    oc = m.OperatorCodes(i)
+    code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+    name = names.get(code, str(code))
+    if code == schema.BuiltinOperator.CUSTOM:
+      name = f"CUSTOM:{(oc.CustomCode() or b'').decode()}"
+    codes.append(name)
+  counts = {}
+  for g in range(m.SubgraphsLength()):
+    sub = m.Subgraphs(g)
+    for o in range(sub.OperatorsLength()):
+      name = codes[sub.Operators(o).OpcodeIndex()]
+      counts[name] = counts.get(name, 0) + 1
+  return dict(sorted(counts.items()))
+
+
+def check_builtin_only(ops: dict[str, int]) -> None:
+  """Raises if any custom or Flex (select TF) op is present."""
+  bad = [k for k in ops if k.startswith("CUSTOM") or "Flex" in k]
+  if bad:
+    raise ValueError(f"non-builtin ops in the model: {bad}")
+
+
+def manifest(model_cfg, ontology, form: str, variant: str) -> dict:
+  """What a device needs beside the .tflite (see README, On-device)."""
+  specs = signature_specs(export_config(model_cfg))
+  return {
+    "format": FORMAT,
+    "variant": variant,
+    "form": form,
+    "max_source_len": model_cfg.max_source_len,
+    "max_target_len": model_cfg.max_target_len,
+    "decoder_layers": model_cfg.decoder_layers,
+    "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
+    "fingerprint": "MurmurHash3_x86_32, seed 0, of the case-folded token's "
+    "UTF-8 bytes; fed as int32 with the same 32 bits",
+    "ontology": ontology.to_dict(),
+    "kinds": decode_lib.kinds_array(ontology).tolist(),
+    "signatures": {
+      s: {k: [[n, list(sh), dt] for n, sh, dt in v] for k, v in io.items()}
+      for s, io in specs.items()
+    },
+  }
+
+
+def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
+  """Adds the manifest JSON as TFLite metadata METADATA_NAME."""
+  from ai_edge_litert import schema_py_generated as schema
+  from tensorflow.lite.tools import flatbuffer_utils
+
+  model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+  buf = schema.BufferT()
+  buf.data = np.frombuffer(json.dumps(manifest_dict).encode(), np.uint8)
+  model.buffers.append(buf)
+  meta = schema.MetadataT()
+  meta.name, meta.buffer = METADATA_NAME, len(model.buffers) - 1
+  model.metadata = (model.metadata or []) + [meta]
+  return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+def export(
+  model_cfg,
+  params,
+  ontology,
+  out,
+  *,
+  variant="int8",
+  form="decoupled",
+  calibration=None,
+) -> dict:
+  """Writes `out` (.tflite) and its .json manifest; returns a summary.
+
+  calibration: the representative data of `calibration_samples` (needed
+  for variant "int8").
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
+  if variant == "int8" and not calibration:
+    raise ValueError("variant 'int8' needs calibration samples")
+  out = Path(out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory() as tmp:
+    saved = Path(tmp, "saved_model")
+    save_saved_model(model_cfg, params, saved)
+    _convert_in_subprocess(saved, variant, calibration, str(out))
+  ops = op_codes(out.read_bytes())
+  check_builtin_only(ops)
+  if "WHILE" in ops:
+    raise ValueError("the exported graph has a WHILE op (QRNN not unrolled)")
+  man = manifest(model_cfg, ontology, form, variant)
+  out.write_bytes(embed_metadata(out.read_bytes(), man))
+  out.with_suffix(".json").write_text(json.dumps(man, indent=1) + "\n")
+  return {"path": str(out), "bytes": out.stat().st_size, "ops": ops}
+
+
+def calibration_from_config(config, model_cfg, params, ontology, n: int):
+  """Representative data from the first-seen training split of `config`."""
+  from pqrnn_jax import input_pipeline
+
+  train = input_pipeline.load_split(config.data, "train")
+  enc = input_pipeline.encode(
+    train, ontology, model_cfg.max_source_len, model_cfg.max_target_len
+  )
+  return calibration_samples(model_cfg, params, enc, n, config.seed)
+
+
+def export_workdir(workdir, out, variant="int8", calibration=300, which="best"):
+  """Exports a training workdir's checkpoint; returns export's summary."""
+  from pqrnn_jax import training
+
+  model_cfg, ontology, params, config = training.load_for_inference(
+    workdir, which
+  )
+  if model_cfg.arch != "pqrnn":
+    raise ValueError(f"only the pQRNN model exports, not {model_cfg.arch!r}")
+  samples = None
+  if variant == "int8":
+    samples = calibration_from_config(
+      config, model_cfg, params, ontology, calibration
+    )
+  return export(
+    model_cfg,
+    params,
+    ontology,
+    out,
+    variant=variant,
+    form=config.data.form,
+    calibration=samples,
+  )
+
+
+def main(argv):
+  from absl import app, flags
+
+  f = flags.FLAGS
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    r = export_workdir(f.workdir, f.out, f.variant, f.calibration, f.checkpoint)
+  except (FileNotFoundError, RuntimeError, ValueError) as e:
+    sys.exit(f"error: {e}")
+  print(json.dumps({k: r[k] for k in ("path", "bytes")}))
+  print("ops:", " ".join(f"{k}x{v}" for k, v in r["ops"].items()))
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+
+  flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
+  flags.DEFINE_string("out", None, "Output .tflite path.", required=True)
+  flags.DEFINE_enum("variant", "int8", VARIANTS, "Quantization variant.")
+  flags.DEFINE_integer(
+    "calibration", 300, "Training utterances for int8 calibration."
+  )
+  flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
+  app.run(main)

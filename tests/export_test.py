@@ -1,0 +1,216 @@
+"""TFLite export: builtin ops only, outputs vs JAX, runner parses vs JAX."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+
+from configs import tiny
+from pqrnn_jax import (
+  evaluate,
+  export,
+  input_pipeline,
+  metrics,
+  model,
+  tflite_runner,
+  training,
+)
+from pqrnn_jax import targets as targets_lib
+
+
+def _train(model_cfg, enc, steps=150, seed=0):
+  """A few hundred Adam steps on the tiny data, so that scores are peaked
+  enough for greedy decoding to be a stable thing to compare."""
+  net = model.Seq2Seq(model_cfg)
+  params = model.init_params(model_cfg, jax.random.key(seed))
+  tx = optax.adam(3e-3)
+
+  @jax.jit
+  def step(params, opt, fps, lengths, targets):
+    def loss(p):
+      inputs = model.shift_right(targets)
+      scores = net.apply({"params": p}, fps, lengths, inputs)
+      w = (targets != targets_lib.PAD_ID).astype(jnp.float32)
+      return training.loss_sums(scores, targets, w, 0.0)["loss"] / w.sum()
+
+    g = jax.grad(loss)(params)
+    updates, opt = tx.update(g, opt)
+    return optax.apply_updates(params, updates), opt
+
+  opt = tx.init(params)
+  rng = np.random.default_rng(seed)
+  for _ in range(steps):
+    i = rng.choice(len(enc.lengths), 16)
+    params, opt = step(
+      params, opt, enc.fingerprints[i], enc.lengths[i], enc.targets[i]
+    )
+  return params
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  cfg = tiny.get_config()
+  train = input_pipeline.load_split(cfg.data, "train")
+  ontology = targets_lib.Ontology.build(e.parse for e in train)
+  m = cfg.model
+  enc = input_pipeline.encode(
+    train, ontology, m.max_source_len, m.max_target_len
+  )
+  model_cfg = model.ModelConfig.from_config(m, len(ontology)).replace(
+    dropout=0.0, zoneout=0.0
+  )
+  params = _train(model_cfg, enc)
+  samples = export.calibration_samples(model_cfg, params, enc, 48)
+  out = tmp_path_factory.mktemp("export")
+  runs = {
+    v: export.export(
+      model_cfg,
+      params,
+      ontology,
+      out / f"{v}.tflite",
+      variant=v,
+      calibration=samples if v == "int8" else None,
+    )
+    for v in ("float", "int8")
+  }
+  return model_cfg, params, ontology, enc, runs
+
+
+def _output_steps(path) -> dict:
+  """{signature: {output: scale}}: the int8 step each float output was
+  dequantized from."""
+  m = schema.Model.GetRootAs(open(path, "rb").read(), 0)
+  steps = {}
+  for i in range(m.SignatureDefsLength()):
+    sd = m.SignatureDefs(i)
+    sub = m.Subgraphs(sd.SubgraphIndex())
+    made_by = {}
+    for o in range(sub.OperatorsLength()):
+      op = sub.Operators(o)
+      made_by[op.Outputs(0)] = op
+    d = steps[sd.SignatureKey().decode()] = {}
+    for j in range(sd.OutputsLength()):
+      out = sd.Outputs(j)
+      q = sub.Tensors(made_by[out.TensorIndex()].Inputs(0)).Quantization()
+      d[out.Name().decode()] = float(q.ScaleAsNumpy()[0])
+  return steps
+
+
+def _constant_types(path) -> set[str]:
+  """Element types of the tensors that hold data in the file."""
+  m = schema.Model.GetRootAs(open(path, "rb").read(), 0)
+  names = {v: k for k, v in vars(schema.TensorType).items()}
+  types = set()
+  for g in range(m.SubgraphsLength()):
+    sub = m.Subgraphs(g)
+    for t in range(sub.TensorsLength()):
+      tensor = sub.Tensors(t)
+      if m.Buffers(tensor.Buffer()).DataLength():
+        types.add(names[tensor.Type()])
+  return types
+
+
+def test_builtin_ops_fixed_shapes_and_manifest(exported):
+  model_cfg, _, ontology, _, runs = exported
+  for v, r in runs.items():
+    ops = r["ops"]
+    assert not [k for k in ops if k.startswith("CUSTOM") or "Flex" in k]
+    assert "WHILE" not in ops  # The QRNN is unrolled.
+    assert ("QUANTIZE" in ops) == (v == "int8")
+    p = tflite_runner.TFLiteParser(r["path"])
+    (fp,) = [
+      d
+      for d in p._encode.get_input_details().values()
+      if d["dtype"] == np.int32 and len(d["shape"]) == 2
+    ]
+    assert list(fp["shape"]) == [1, model_cfg.max_source_len]
+    side = json.loads(open(r["path"][: -len(".tflite")] + ".json").read())
+    # The embedded metadata is the same manifest as the JSON beside it.
+    path = r["path"] + ".copy"
+    open(path, "wb").write(open(r["path"], "rb").read())
+    assert tflite_runner.read_manifest(path) == side
+    assert side["ontology"] == ontology.to_dict() and side["variant"] == v
+  # Int8 weights and activations: no float constant is left.
+  assert "FLOAT32" in _constant_types(runs["float"]["path"])
+  assert "FLOAT32" not in _constant_types(runs["int8"]["path"])
+
+
+def _compare(exported, variant, n_inputs=4):
+  """Max |tflite - JAX| per output over teacher-forced steps of examples
+  with random (but real-length) fingerprints."""
+  model_cfg, params, _, enc, runs = exported
+  fns = export.signature_fns(model_cfg, params)
+  names = [
+    n for n, _, _ in export.signature_specs(model_cfg)["decode_step"]["inputs"]
+  ]
+  p = tflite_runner.TFLiteParser(runs[variant]["path"])
+  rng = np.random.default_rng(1)
+  err = {}
+  for j in range(n_inputs):
+    n = enc.lengths[j : j + 1]
+    fps = np.zeros((1, model_cfg.max_source_len), np.int32)
+    fps[0, : n[0]] = rng.integers(-(2**31), 2**31, n[0])
+    want = {k: np.asarray(v) for k, v in fns["encode"](fps, n).items()}
+    got = p._encode(fingerprints=fps, length=n)
+    diffs = {k: np.abs(want[k] - got[k]).max() for k in want}
+    named = dict(want, length=n)
+    named.update({k: np.zeros_like(v) for k, v in p._sums.items()})
+    for t in range(4):
+      named["step"] = np.array([t], np.int32)
+      named["prev_action"] = model.shift_right(enc.targets[j : j + 1])[:, t]
+      named["prev_action"] = np.asarray(named["prev_action"], np.int32)
+      want = fns["decode_step"](*[named[k] for k in names])
+      got = p._step(**named)
+      diffs.update(
+        {k: max(diffs.get(k, 0), np.abs(want[k] - got[k]).max()) for k in want}
+      )
+      named.update({k: np.asarray(want[k]) for k in p._sums})
+    err = {k: max(err.get(k, 0), float(v)) for k, v in diffs.items()}
+  return err
+
+
+def test_float_tflite_equals_jax(exported):
+  err = _compare(exported, "float")
+  assert max(err.values()) < 1e-4, err
+
+
+def test_int8_tflite_within_quantization_steps_of_jax(exported):
+  err = _compare(exported, "int8")
+  steps = _output_steps(exported[-1]["int8"]["path"])
+  scale = {**steps["encode"], **steps["decode_step"]}
+  in_steps = {k: err[k] / scale[k] for k in err}
+  # One step per output tensor would hold for a single int8 op; a network
+  # of them accumulates rounding: the encoder's outputs stay within a few
+  # steps, the scores (after ~20 int8 ops) within a few dozen.
+  assert max(in_steps[k] for k in steps["encode"]) < 8, in_steps
+  assert max(in_steps.values()) < 40, in_steps
+
+
+def test_runner_parses_equal_jax_greedy(exported):
+  model_cfg, params, ontology, _, runs = exported
+  examples = input_pipeline.load_split(tiny.get_config().data, "test")
+  tokens = [e.tokens for e in examples]
+  want = evaluate.predict_parses(
+    model_cfg, params, ontology, tokens, batch_size=16
+  )
+  # The float file checks the driver: same scores, same parses. The tiny
+  # model's scores are flat (its exact match is ~0.1), so int8 rounding
+  # flips many of its argmaxes; the int8 accuracy of a real model is
+  # measured by benchmarks/tflite_eval.py.
+  for variant, agree in (("float", 1.0), ("int8", 0.5)):
+    p = tflite_runner.TFLiteParser(runs[variant]["path"])
+    got = [p.parse_tokens(t) for t in tokens]
+    same = np.mean([a == b for a, b in zip(got, want, strict=True)])
+    assert same >= agree, (variant, same, got, want)
+    assert metrics.compute_all(got, want)["invalid_tree_rate"] == 0.0
+
+
+def test_conversion_crash_is_an_error_not_a_dead_process(tmp_path):
+  with pytest.raises(RuntimeError, match="conversion .int8. failed"):
+    export._convert_in_subprocess(
+      tmp_path / "missing", "int8", [], str(tmp_path / "x.tflite")
+    )
