@@ -334,7 +334,7 @@ def export(
 
 
 def calibration_from_config(config, model_cfg, params, ontology, n: int):
-  """Representative data from the first-seen training split of `config`."""
+  """Representative data from n random training utterances of `config`."""
   from pqrnn_jax import input_pipeline
 
   train = input_pipeline.load_split(config.data, "train")
