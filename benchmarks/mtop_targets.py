@@ -54,6 +54,7 @@ def main():
     rep = targets.roundtrip_report(exs, ontologies[lang])
     rel = str(f.relative_to(root))
     share = 100 * rep["alignment_failures"] / rep["rows"]
+    rep.pop("failed_ids")  # MTOP ids are dataset content: not saved.
     rows.append(dict(rep, file=rel, language=lang, unaligned_pct=share))
     print(
       f"{rel:45s} {rep['rows']:6d} {rep['exact']:6d} "
