@@ -145,14 +145,13 @@ class LSTMSeq2Seq(nn.Module):
     return memory_BxTxM, mask_BxT
 
   def _embed_actions(self, actions_BxU, memory_BxTxM):
-    """Symbol embedding, or for a pointer the copied encoder state."""
-    v = self.config.vocab_size
-    is_ptr = actions_BxU >= v
-    sym = self.symbol_embed(jnp.where(is_ptr, 0, actions_BxU))
-    pos = jnp.clip(actions_BxU - v, 0, memory_BxTxM.shape[1] - 1)
-    copied = jnp.take_along_axis(memory_BxTxM, pos[..., None], axis=1)
-    copied = self.copy_in(copied).astype(sym.dtype)
-    return jnp.where(is_ptr[..., None], copied, sym)
+    return model_lib.embed_actions(
+      actions_BxU,
+      memory_BxTxM,
+      self.config.vocab_size,
+      self.symbol_embed,
+      self.copy_in,
+    )
 
   def _head(self, h_BxUxD, memory_BxTxM, mask_BxT, keys_BxTxD, det):
     """Attention, combination and the [B, U, V + T] float32 scores."""

@@ -101,6 +101,17 @@ def make_einsum(config: ModelConfig):
   return None
 
 
+def embed_actions(actions_BxU, memory_BxTxM, vocab_size, symbol_embed, copy_in):
+  """Decoder inputs [B, U, D]: a symbol's embedding, or for a pointer the
+  encoder state at the pointed position through `copy_in`."""
+  is_ptr = actions_BxU >= vocab_size
+  sym = symbol_embed(jnp.where(is_ptr, 0, actions_BxU))
+  pos = jnp.clip(actions_BxU - vocab_size, 0, memory_BxTxM.shape[1] - 1)
+  copied = jnp.take_along_axis(memory_BxTxM, pos[..., None], axis=1)
+  copied = copy_in(copied).astype(sym.dtype)
+  return jnp.where(is_ptr[..., None], copied, sym)
+
+
 class Seq2Seq(nn.Module):
   """pQRNN-MAtt with `encode`, `decode` (teacher forcing) and `decode_step`.
 
@@ -163,14 +174,13 @@ class Seq2Seq(nn.Module):
     return memory_BxTxM, mask_BxT
 
   def _embed_actions(self, actions_BxU, memory_BxTxM):
-    """Symbol embedding, or for a pointer the copied encoder state."""
-    v = self.config.vocab_size
-    is_ptr = actions_BxU >= v
-    sym = self.symbol_embed(jnp.where(is_ptr, 0, actions_BxU))
-    pos = jnp.clip(actions_BxU - v, 0, memory_BxTxM.shape[1] - 1)
-    copied = jnp.take_along_axis(memory_BxTxM, pos[..., None], axis=1)
-    copied = self.copy_in(copied).astype(sym.dtype)
-    return jnp.where(is_ptr[..., None], copied, sym)
+    return embed_actions(
+      actions_BxU,
+      memory_BxTxM,
+      self.config.vocab_size,
+      self.symbol_embed,
+      self.copy_in,
+    )
 
   def raw_scores(self, h_BxUxD, pointer_keys_BxTxD):
     """Unmasked float32 scores: symbols [B, U, V], pointers [B, U, T]."""
