@@ -32,8 +32,14 @@ import flax
 import jax
 import numpy as np
 
+from pqrnn_jax import (
+  checkpoints,
+  evaluate,
+  input_pipeline,
+  projection,
+  training,
+)
 from pqrnn_jax import decode as decode_lib
-from pqrnn_jax import evaluate, input_pipeline, projection, training
 from pqrnn_jax import model as model_lib
 
 NAMES = ("pqrnn", "lstm")
@@ -41,7 +47,7 @@ NAMES = ("pqrnn", "lstm")
 
 def load(workdir, which):
   """A dict with the model, its config, ontology, params and train config."""
-  model_cfg, ontology, params, config = training.load_for_inference(
+  model_cfg, ontology, params, config = checkpoints.load_for_inference(
     workdir, which
   )
   return {

@@ -34,8 +34,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from pqrnn_jax import (
+  checkpoints,
+  evaluate,
+  export,
+  input_pipeline,
+  tflite_runner,
+)
 from pqrnn_jax import decode as decode_lib
-from pqrnn_jax import evaluate, export, input_pipeline, tflite_runner, training
 from pqrnn_jax import metrics as metrics_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import targets as targets_lib
@@ -101,7 +107,7 @@ def main():
   ap.add_argument("--out", default="", help="Default: in export_dir.")
   args = ap.parse_args()
 
-  model_cfg, ontology, params, config = training.load_for_inference(
+  model_cfg, ontology, params, config = checkpoints.load_for_inference(
     args.workdir, args.checkpoint
   )
   form = config.data.form

@@ -10,7 +10,8 @@ Two kinds, combinable:
                   to a file), or a user file of `utterance<TAB>parse` lines
                   made offline (e.g. by a T5 model) is read as it is.
 
-A teacher is any workdir this project can load (`training.load_for_inference`),
+A teacher is any workdir this project can load
+(`checkpoints.load_for_inference`),
 e.g. a wider pQRNN-MAtt. Teacher and student share the teacher's ontology, so
 their action spaces are the same.
 
@@ -58,9 +59,9 @@ def label_with_teacher(
   teacher_workdir, examples, *, beam_size=4, batch_size=64
 ):
   """Examples re-labelled with the teacher's parses (beam search)."""
-  from pqrnn_jax import evaluate, training
+  from pqrnn_jax import checkpoints, evaluate
 
-  model_cfg, ontology, params, cfg = training.load_for_inference(
+  model_cfg, ontology, params, cfg = checkpoints.load_for_inference(
     teacher_workdir
   )
   keep = [e for e in examples if e.tokens]

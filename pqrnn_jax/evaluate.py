@@ -132,7 +132,7 @@ def evaluate_examples(model_cfg, params, ontology, examples, **kw) -> dict:
 def main(argv=None):
   from absl import app, flags  # noqa: F401  (flags parsed by app.run)
 
-  from pqrnn_jax import input_pipeline, training
+  from pqrnn_jax import checkpoints, input_pipeline
 
   f = flags.FLAGS
   flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
@@ -145,7 +145,7 @@ def main(argv=None):
 
   def run(_):
     try:
-      model_cfg, ontology, params, config = training.load_for_inference(
+      model_cfg, ontology, params, config = checkpoints.load_for_inference(
         f.workdir, f.checkpoint
       )
       examples = input_pipeline.load_split(config.data, f.split)

@@ -346,9 +346,9 @@ def calibration_from_config(config, model_cfg, params, ontology, n: int):
 
 def export_workdir(workdir, out, variant="int8", calibration=300, which="best"):
   """Exports a training workdir's checkpoint; returns export's summary."""
-  from pqrnn_jax import training
+  from pqrnn_jax import checkpoints
 
-  model_cfg, ontology, params, config = training.load_for_inference(
+  model_cfg, ontology, params, config = checkpoints.load_for_inference(
     workdir, which
   )
   if model_cfg.arch != "pqrnn":

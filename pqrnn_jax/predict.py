@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from pqrnn_jax import evaluate, training
+from pqrnn_jax import checkpoints, evaluate
 from pqrnn_jax.data import tokenizer
 
 FLAGS = flags.FLAGS
@@ -30,7 +30,7 @@ def main(argv):
     if not toks:
       sys.exit(f"error: utterance #{i + 1} is empty: nothing to parse")
   try:
-    model_cfg, ontology, params, config = training.load_for_inference(
+    model_cfg, ontology, params, config = checkpoints.load_for_inference(
       FLAGS.workdir, FLAGS.checkpoint
     )
   except FileNotFoundError as e:

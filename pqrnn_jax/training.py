@@ -23,11 +23,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
-from pqrnn_jax import distill, input_pipeline
+from pqrnn_jax import checkpoints, distill, input_pipeline
 from pqrnn_jax import evaluate as evaluate_lib
 from pqrnn_jax import lstm as lstm_lib
 from pqrnn_jax import model as model_lib
@@ -142,111 +141,6 @@ def create_train_state(config, model_cfg, rng) -> TrainState:
   )
 
 
-# -- Checkpoints ----------------------------------------------------------
-
-
-def _manager(path: Path, keep: int) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return ocp.CheckpointManager(path.absolute(), options=options)
-
-
-def save(mgr, state: TrainState, meta: dict) -> None:
-  """State (step, params, optimizer) plus config/ontology JSON."""
-  state = _unreplicate(state) if _replicated(state) else state
-  item = {
-    "step": state.step,
-    "params": state.params,
-    "opt_state": state.opt_state,
-  }
-  mgr.save(
-    int(state.step),
-    args=ocp.args.Composite(
-      state=ocp.args.StandardSave(item), meta=ocp.args.JsonSave(meta)
-    ),
-  )
-
-
-def _replicated(state) -> bool:
-  return jnp.ndim(state.step) == 1
-
-
-def _unreplicate(tree):
-  # Not flax.jax_utils.unreplicate: on a subset of the local devices it
-  # returns the [1, ...] shard instead of dropping the device axis.
-  return jax.tree.map(lambda x: x[0], tree)
-
-
-def restore_meta(ckpt_dir: Path, step=None) -> tuple[dict, int]:
-  """The JSON meta (config, model, ontology) of a checkpoint, and its step."""
-  with _manager(ckpt_dir, 1) as mgr:
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-    r = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-  return r["meta"], step
-
-
-def restore_state(mgr, step: int, state: TrainState) -> TrainState:
-  """Restores into the structure of `state` (keeps optax state types)."""
-  item = {
-    "step": state.step,
-    "params": state.params,
-    "opt_state": state.opt_state,
-  }
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, item)
-  r = mgr.restore(
-    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-  )["state"]
-  return state.replace(
-    step=r["step"], params=r["params"], opt_state=r["opt_state"]
-  )
-
-
-def load_for_inference(workdir, which: str = "best"):
-  """(model config, ontology, params, config) from a workdir's checkpoint.
-
-  `which` is "best" (by eval exact match, falling back to the latest) or
-  "latest".
-  """
-  workdir = Path(workdir)
-  dirs = [workdir / "best", workdir / "checkpoints"]
-  if which == "latest":
-    dirs = dirs[1:]
-  for d in dirs:
-    if d.exists() and _manager(d, 1).latest_step() is not None:
-      break
-  else:
-    raise FileNotFoundError(
-      f"no checkpoint in {workdir}: train first with "
-      f"`python train.py --workdir {workdir}`"
-    )
-  meta, step = restore_meta(d)
-  ontology = targets_lib.Ontology.from_dict(meta["ontology"])
-  model_cfg = model_lib.ModelConfig(**meta["model"])
-  with _manager(d, 1) as mgr:
-    abstract = jax.eval_shape(
-      lambda: model_lib.init_params(model_cfg, jax.random.key(0))
-    )
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    item = {
-      "params": jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), abstract
-      )
-    }
-    r = mgr.restore(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(
-          item=item,
-          partial_restore=True,
-          restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-        )
-      ),
-    )
-  config = ml_collections.ConfigDict(meta["config"])
-  return model_cfg, ontology, r["state"]["params"], config
-
-
 # -- The loop -------------------------------------------------------------
 
 
@@ -307,7 +201,7 @@ def _load_teacher(config):
   d = config.distill
   if not (d.teacher_workdir and d.alpha > 0):
     return None
-  t_cfg, t_ont, t_params, _ = load_for_inference(d.teacher_workdir)
+  t_cfg, t_ont, t_params, _ = checkpoints.load_for_inference(d.teacher_workdir)
   if t_cfg.max_target_len < config.model.max_target_len:
     raise ValueError(
       f"teacher max_target_len {t_cfg.max_target_len} < student's "
@@ -326,10 +220,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   if config.distributed:
     jax.distributed.initialize()
-  ckpts = _manager(workdir / "checkpoints", config.keep_checkpoints)
+  ckpts = checkpoints.manager(workdir / "checkpoints", config.keep_checkpoints)
   ontology, words = None, ()
   if ckpts.latest_step() is not None:
-    meta, _ = restore_meta(workdir / "checkpoints")
+    meta, _ = checkpoints.restore_meta(workdir / "checkpoints")
     ontology = targets_lib.Ontology.from_dict(meta["ontology"])
     words = tuple(meta["model"].get("words", ()))
   teacher = _load_teacher(config)
@@ -369,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     "model": dataclasses.asdict(model_cfg),
   }
   if ckpts.latest_step() is not None:
-    state = restore_state(ckpts, ckpts.latest_step(), state)
+    state = checkpoints.restore_state(ckpts, ckpts.latest_step(), state)
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)
   best = _best_so_far(workdir)
@@ -437,7 +331,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         writer.write_scalars(step, _summarise(acc))
         acc = None
       if step % config.checkpoint_every == 0:
-        save(ckpts, state, meta)
+        checkpoints.save(ckpts, state, meta)
       if step % config.eval_every == 0 or step == config.train.num_steps:
         with report.timed("eval"):
           last_eval = _periodic_eval(
@@ -450,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   if pending is not None:
     _accumulate(acc, pending[1], pending[0])
   if int(ckpts.latest_step() or -1) != step:
-    save(ckpts, state, meta)
+    checkpoints.save(ckpts, state, meta)
   ckpts.wait_until_finished()
   ckpts.close()
   writer.flush()
@@ -489,7 +383,7 @@ def _best_so_far(workdir: Path) -> float:
 
 def _periodic_eval(config, workdir, model_cfg, ontology, state, meta, best):
   """Greedy eval on the eval split; saves to best/ when exact match rises."""
-  params = _unreplicate(state.params)
+  params = checkpoints.unreplicate(state.params)
   examples = input_pipeline.load_split(config.data, "eval")
   if config.max_eval_examples:
     examples = examples[: config.max_eval_examples]
@@ -505,8 +399,8 @@ def _periodic_eval(config, workdir, model_cfg, ontology, state, meta, best):
   metrics = result["metrics"]
   metrics["seconds"] = time.time() - t0
   if metrics["exact_match"] > best:
-    with _manager(workdir / "best", 1) as mgr:
-      save(mgr, state, dict(meta, eval=metrics))
+    with checkpoints.manager(workdir / "best", 1) as mgr:
+      checkpoints.save(mgr, state, dict(meta, eval=metrics))
       mgr.wait_until_finished()
     step = int(np.asarray(state.step)[0])
     (workdir / "best" / "best.json").write_text(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from pqrnn_jax import evaluate, lstm, projection, targets, training
+from pqrnn_jax import checkpoints, evaluate, lstm, projection, targets, training
 from pqrnn_jax import model as model_lib
 
 V = 11
@@ -158,7 +158,7 @@ def test_train_restore_evaluate_predict_end_to_end(tmp_path):
   assert metrics["invalid_tree_rate"] == 0.0  # Constrained decoding.
   # Rerun at the end: the vocabulary (and so the table) comes from meta.
   assert training.train_and_evaluate(cfg, tmp_path / "run") == {}
-  model_cfg, ont, params, _ = training.load_for_inference(tmp_path / "run")
+  model_cfg, ont, params, _ = checkpoints.load_for_inference(tmp_path / "run")
   assert model_cfg.arch == "lstm" and len(model_cfg.words) > 50
   sentences = [["wake", "me", "at", "7"], ["Hi"]]
   for beam in (1, 2):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
-from pqrnn_jax import model, quant, training
+from pqrnn_jax import checkpoints, model, quant, training
 
 
 def test_int8_dense_rounds_forward_and_passes_gradients_straight():
@@ -96,11 +96,11 @@ def test_float_checkpoint_fine_tunes_as_int8(tmp_path):
   cfg.model.quant = "int8"
   cfg.train.num_steps = 4
   training.train_and_evaluate(cfg, tmp_path / "int8")
-  model_cfg, _, params, _ = training.load_for_inference(
+  model_cfg, _, params, _ = checkpoints.load_for_inference(
     tmp_path / "int8", "latest"
   )
   assert model_cfg.quant == "int8"
-  _, _, float_params, _ = training.load_for_inference(tmp_path / "float")
+  _, _, float_params, _ = checkpoints.load_for_inference(tmp_path / "float")
   moved = jax.tree.map(
     lambda a, b: float(jnp.abs(a - b).max()), params, float_params
   )

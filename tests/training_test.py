@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from pqrnn_jax import evaluate, training
+from pqrnn_jax import checkpoints, evaluate, training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_end_to_end_train_evaluate_predict(trained):
   assert step == tiny.get_config().train.num_steps
   assert (workdir / "best" / "best.json").exists()
   assert list(workdir.glob("events.out.tfevents*"))
-  model_cfg, ont, params, cfg = training.load_for_inference(workdir)
+  model_cfg, ont, params, cfg = checkpoints.load_for_inference(workdir)
   parses = evaluate.predict_parses(
     model_cfg, params, ont, [["wake", "me", "at", "7"], ["hi"]], batch_size=4
   )
