@@ -1,0 +1,77 @@
+"""Learning curves of a training run, from its TensorBoard event files.
+
+  python benchmarks/plot_training.py --workdir runs/mtop_en \
+    --out docs/mtop_en_training.png
+
+Left: train loss and token accuracy; right: eval exact match, intent
+accuracy and slot F1, per step. Also writes the curves as JSON beside the
+PNG.
+"""
+
+import argparse
+import collections
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+TRAIN = ("train/loss", "train/token_accuracy")
+EVAL = ("eval/exact_match", "eval/intent_accuracy", "eval/slot_f1")
+
+
+def read_scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
+  """tag -> [(step, value)] from every events file in `workdir`."""
+  curves = collections.defaultdict(dict)
+  for f in sorted(workdir.glob("events.out.tfevents*")):
+    for e in tf.compat.v1.train.summary_iterator(str(f)):
+      for v in e.summary.value:
+        if v.HasField("tensor"):
+          arr = tf.make_ndarray(v.tensor)
+          if arr.ndim or arr.dtype.kind not in "fiu":
+            continue  # Text and other non-scalar summaries.
+          value = float(arr)
+        else:
+          value = v.simple_value
+        curves[v.tag][e.step] = value  # A resumed run overwrites steps.
+  return {k: sorted(d.items()) for k, d in curves.items()}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--out", default="training.png")
+  a = p.parse_args()
+  curves = read_scalars(Path(a.workdir))
+  if not curves:
+    raise SystemExit(f"no event files in {a.workdir}")
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+  for tag in TRAIN:
+    if tag in curves:
+      steps, values = zip(*curves[tag], strict=True)
+      left.plot(steps, values, label=tag)
+  left.set_xlabel("step")
+  left.set_title("training")
+  left.legend()
+  for tag in EVAL:
+    if tag in curves:
+      steps, values = zip(*curves[tag], strict=True)
+      right.plot(steps, values, marker="o", label=tag)
+  right.set_xlabel("step")
+  right.set_title(f"eval ({Path(a.workdir).name})")
+  right.set_ylim(0, 1)
+  right.grid(alpha=0.3)
+  right.legend(loc="lower right")
+  fig.tight_layout()
+  Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(a.out, dpi=110)
+  keep = {k: v for k, v in curves.items() if k in TRAIN + EVAL}
+  Path(a.out).with_suffix(".json").write_text(json.dumps(keep, indent=1))
+  print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+  main()
