@@ -1,7 +1,6 @@
 """LSTM baseline: word ids, shapes, decode_step == decode, embeddings, e2e."""
 
 import dataclasses
-import functools
 import json
 
 import jax
@@ -12,6 +11,7 @@ import pytest
 from configs import tiny
 from pqrnn_jax import checkpoints, evaluate, lstm, projection, targets, training
 from pqrnn_jax import model as model_lib
+from tests import model_contract
 
 V = 11
 SENTENCES = [["Wake", "me", "up", "at", "7"], ["wake", "me"], ["hi", "me"]]
@@ -94,30 +94,12 @@ def test_shapes_dtypes_and_padded_pointers_under_jit():
 
 def test_decode_step_reproduces_decode():
   cfg = _tiny()
-  params = {"params": model_lib.init_params(cfg, jax.random.key(1))}
-  fps, lengths, inputs = _batch(cfg, seed=2)
-  m = model_lib.make_model(cfg)
-  memory, mask = m.apply(params, fps, lengths, method=m.encode)
-  full = m.apply(params, memory, mask, inputs, method=m.decode)
-  cache = m.apply(params, memory, mask, method=m.init_cache)
-  step = jax.jit(functools.partial(m.apply, method=m.decode_step))
-  for t in range(cfg.max_target_len):
-    scores, cache = step(params, cache, memory, mask, inputs[:, t])
-    np.testing.assert_allclose(scores, full[:, t], atol=1e-5, rtol=1e-5)
-  assert int(cache["step"]) == cfg.max_target_len
+  model_contract.assert_decode_step_reproduces_decode(cfg, *_batch(cfg, 2))
 
 
 def test_padding_does_not_change_real_outputs():
   cfg = _tiny()
-  params = {"params": model_lib.init_params(cfg, jax.random.key(5))}
-  fps, lengths, inputs = _batch(cfg)
-  m = model_lib.make_model(cfg)
-  noisy = fps.at[1, 4:].set(12345)  # Garbage beyond the length.
-  a = m.apply(params, fps, lengths, inputs)
-  b = m.apply(params, noisy, lengths, inputs)
-  np.testing.assert_allclose(a, b, atol=1e-6)
-  memory, _ = m.apply(params, fps, lengths, method=m.encode)
-  assert np.all(np.asarray(memory)[1, 4:] == 0)
+  model_contract.assert_padding_is_ignored(cfg, *_batch(cfg))
 
 
 def test_embedding_file_initialises_known_rows(tmp_path):

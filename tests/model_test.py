@@ -1,13 +1,12 @@
 """pQRNN-MAtt model: shapes, masking, causality, decode_step == decode."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import targets
+from tests import model_contract
 
 V = 11
 
@@ -68,17 +67,7 @@ def test_int32_bitcast_fingerprints_give_same_scores():
 
 def test_decode_step_reproduces_decode():
   cfg = _tiny()
-  params = {"params": model_lib.init_params(cfg, jax.random.key(1))}
-  fps, lengths, inputs = _batch(cfg, seed=2)
-  m = model_lib.Seq2Seq(cfg)
-  memory, mask = m.apply(params, fps, lengths, method=m.encode)
-  full = m.apply(params, memory, mask, inputs, method=m.decode)
-  cache = m.apply(params, memory, mask, method=m.init_cache)
-  step = jax.jit(functools.partial(m.apply, method=m.decode_step))
-  for t in range(cfg.max_target_len):
-    scores, cache = step(params, cache, memory, mask, inputs[:, t])
-    np.testing.assert_allclose(scores, full[:, t], atol=1e-5, rtol=1e-5)
-  assert int(cache["step"]) == cfg.max_target_len
+  model_contract.assert_decode_step_reproduces_decode(cfg, *_batch(cfg, 2))
 
 
 def test_decoder_is_causal_by_gradients():
@@ -106,13 +95,7 @@ def test_decoder_is_causal_by_gradients():
 
 def test_padding_does_not_change_real_outputs():
   cfg = _tiny()
-  params = {"params": model_lib.init_params(cfg, jax.random.key(5))}
-  fps, lengths, inputs = _batch(cfg)
-  m = model_lib.Seq2Seq(cfg)
-  noisy = fps.at[1, 4:].set(12345)  # Garbage beyond the length.
-  a = m.apply(params, fps, lengths, inputs)
-  b = m.apply(params, noisy, lengths, inputs)
-  np.testing.assert_allclose(a, b, atol=1e-6)
+  model_contract.assert_padding_is_ignored(cfg, *_batch(cfg))
 
 
 def test_default_config_fits_budget_for_mtop_ontology():
