@@ -1,0 +1,50 @@
+"""Sweep: a two-point grid on the tiny config, a failed point, resume."""
+
+import csv
+import json
+
+from pqrnn_jax import sweep
+
+
+def test_two_point_sweep_with_failure_and_resume(tmp_path, capsys):
+  argv = [
+    "--config",
+    "configs/tiny.py",
+    "--sweep",
+    "model.heads=2,3",
+    "--workdir",
+    str(tmp_path),
+  ]
+  sweep.main(argv)
+  rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+  assert [r["status"] for r in rows] == ["ok", "failed"]
+  ok, failed = rows
+  assert int(ok["params"]) > 0 and 0 <= float(ok["exact_match"]) <= 1
+  assert 0 < int(ok["int8_bytes"]) < 200_000  # The exported int8 file.
+  assert "heads" in failed["error"]  # bottleneck 16 % heads 3 != 0
+  assert (tmp_path / "exact_match_vs_int8_bytes.png").exists()
+  assert "| model.heads |" in (tmp_path / "results.md").read_text()
+  capsys.readouterr()
+  sweep.main(argv)  # Resumes: the finished point is skipped.
+  out = capsys.readouterr().out
+  assert "model.heads=2: done before, skipped" in out
+  point = json.loads(
+    (tmp_path / "points" / "model.heads=2" / "result.json").read_text()
+  )
+  assert point["model.heads"] == 2
+
+
+def test_bad_sweep_key_is_a_clear_error(tmp_path):
+  import pytest
+
+  with pytest.raises(SystemExit, match="no config key model.nope"):
+    sweep.main(
+      [
+        "--config",
+        "configs/tiny.py",
+        "--sweep",
+        "model.nope=1",
+        "--workdir",
+        str(tmp_path),
+      ]
+    )
