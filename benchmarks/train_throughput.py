@@ -11,10 +11,8 @@ rows of short batches are not).
 
 import argparse
 import functools
-import importlib.util
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,26 +20,8 @@ from pathlib import Path
 import flax
 import jax
 
-from pqrnn_jax import input_pipeline, training
+from pqrnn_jax import input_pipeline, sweep, training
 from pqrnn_jax import model as model_lib
-
-
-def load_config(spec: str, overrides):
-  """A config file (`path[:arg]`) with `key=value` overrides applied."""
-  sys.path.insert(0, str(Path.cwd()))  # Configs import `configs.default`.
-  path, _, arg = spec.partition(":")
-  sp = importlib.util.spec_from_file_location("cfg", path)
-  mod = importlib.util.module_from_spec(sp)
-  sp.loader.exec_module(mod)
-  c = mod.get_config(arg) if arg else mod.get_config()
-  for o in overrides:
-    key, _, value = o.partition("=")
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = type(node[leaf])(value)
-  return c
 
 
 def main():
@@ -51,7 +31,9 @@ def main():
   p.add_argument("--set", action="append", default=[], help="key=value")
   p.add_argument("--out", default="train_throughput.json")
   a = p.parse_args()
-  config = load_config(a.config, a.set)
+  config = sweep.load_config(a.config)
+  # Each --set key=value is a one-point sweep: same typed parsing.
+  config = sweep.apply(config, sweep.parse_sweeps(a.set, config)[0])
   with tempfile.TemporaryDirectory() as tmp:
     ontology, enc = training.setup_data(config, tmp)
   model_cfg = model_lib.ModelConfig.from_config(config.model, len(ontology))
