@@ -125,7 +125,9 @@ def train_throughput(models, config, steps, rounds) -> dict:
   t, u = config.model.max_source_len, config.model.max_target_len
   batches, runs = {}, {}
   for name, m in models.items():
-    enc = input_pipeline.encode(train, m["ontology"], t, u)
+    enc = input_pipeline.encode(
+      train, m["ontology"], t, u, m["cfg"].token_features
+    )
     batches[name] = input_pipeline.Batches(
       enc, config.train.batch_size, config.train.buckets, config.seed
     )
@@ -186,7 +188,10 @@ def decode_latency(models, token_lists, warmup=3) -> dict:
     m, (fn, kinds) = models[name], fns[name]
     t0 = time.perf_counter()
     fps, lengths = projection.fingerprint_batch(
-      [tokens], m["cfg"].max_source_len, truncate=True
+      [tokens],
+      m["cfg"].max_source_len,
+      truncate=True,
+      features=m["cfg"].token_features,
     )
     np.asarray(fn(m["params"], fps, lengths, kinds))
     return (time.perf_counter() - t0) * 1e3

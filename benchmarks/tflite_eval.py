@@ -88,7 +88,9 @@ def jax_latency(model_cfg, params, ontology, examples, form):
   seconds = []
   for i, e in enumerate([examples[0]] + list(examples)):
     t0 = time.perf_counter()
-    fps, lengths, _ = evaluate.encode_sources([e.tokens], t_max)
+    fps, lengths, _ = evaluate.encode_sources(
+      [e.tokens], t_max, model_cfg.token_features
+    )
     actions = np.asarray(run(params, fps, lengths, kinds))[0]
     targets_lib.actions_to_parse(actions, e.tokens, ontology)
     if i:  # The first call compiles.

@@ -29,6 +29,10 @@ def get_config():
 
   c.model = m = ml_collections.ConfigDict()
   m.projection_size = 512  # F: ternary hash features per token.
+  m.token_features = ()  # Sub-word hashes beside the word: "shape",
+  # "prefix2".."prefix4", "suffix2".."suffix4" (projection.TOKEN_FEATURES).
+  m.word_dropout = 0.0  # Training: drop a token's whole-word hash (keeps
+  # its sub-word hashes); only with token_features.
   m.bottleneck = 256  # D: bottleneck and decoder width.
   m.qrnn_hidden = 128  # H per direction.
   m.qrnn_layers = 2

@@ -23,9 +23,10 @@ from pqrnn_jax import projection
 from pqrnn_jax import targets as targets_lib
 
 
-def encode_sources(token_lists, max_len: int):
-  """Fingerprints [N, T_max] and lengths; longer inputs are truncated to the
-  model's maximum with a warning (the model cannot see past T_max)."""
+def encode_sources(token_lists, max_len: int, token_features=()):
+  """Fingerprints [N, T_max] ([N, T_max, 1 + K] with token features) and
+  lengths; longer inputs are truncated to the model's maximum with a warning
+  (the model cannot see past T_max)."""
   too_long = [i for i, t in enumerate(token_lists) if len(t) > max_len]
   if too_long:
     logging.warning(
@@ -40,7 +41,10 @@ def encode_sources(token_lists, max_len: int):
   if empty:
     raise ValueError(f"input #{empty[0]} is empty: nothing to parse")
   fps, lengths = projection.fingerprint_batch(
-    [list(t) for t in token_lists], max_len, truncate=True
+    [list(t) for t in token_lists],
+    max_len,
+    truncate=True,
+    features=token_features,
   )
   return fps, lengths, len(too_long)
 
@@ -85,7 +89,9 @@ def predict_parses(
   form="decoupled",
 ):
   """Parse strings for token lists, decoded in fixed-shape batches."""
-  fps, lengths, _ = encode_sources(token_lists, model_cfg.max_source_len)
+  fps, lengths, _ = encode_sources(
+    token_lists, model_cfg.max_source_len, model_cfg.token_features
+  )
   kinds = decode_lib.kinds_array(ontology)
   run = _decoder(model_cfg, beam_size, length_penalty, constrained, form)
   out = []

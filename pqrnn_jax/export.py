@@ -69,7 +69,10 @@ def signature_specs(model_cfg) -> dict:
   ids = [("prev_action", (1,), "int32"), ("step", (1,), "int32")]
   return {
     "encode": {
-      "inputs": [("fingerprints", (1, t), "int32"), ("length", (1,), "int32")],
+      "inputs": [
+        ("fingerprints", model_lib.fingerprint_shape(c, 1), "int32"),
+        ("length", (1,), "int32"),
+      ],
       "outputs": cache,
     },
     "decode_step": {
@@ -273,7 +276,10 @@ def manifest(model_cfg, ontology, form: str, variant: str) -> dict:
     "decoder_layers": model_cfg.decoder_layers,
     "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
     "fingerprint": "MurmurHash3_x86_32, seed 0, of the case-folded token's "
-    "UTF-8 bytes; fed as int32 with the same 32 bits",
+    "UTF-8 bytes; fed as int32 with the same 32 bits. With token_features, "
+    "[T, 1 + K]: the word, then each feature's hash of name + '\\x1f' + "
+    "value (projection.TOKEN_FEATURES)",
+    "token_features": list(model_cfg.token_features),
     "ontology": ontology.to_dict(),
     "kinds": decode_lib.kinds_array(ontology).tolist(),
     "signatures": {
@@ -339,7 +345,11 @@ def calibration_from_config(config, model_cfg, params, ontology, n: int):
 
   train = input_pipeline.load_split(config.data, "train")
   enc = input_pipeline.encode(
-    train, ontology, model_cfg.max_source_len, model_cfg.max_target_len
+    train,
+    ontology,
+    model_cfg.max_source_len,
+    model_cfg.max_target_len,
+    model_cfg.token_features,
   )
   return calibration_samples(model_cfg, params, enc, n, config.seed)
 

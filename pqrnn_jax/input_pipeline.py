@@ -7,7 +7,8 @@ no iterator state to checkpoint, and every process of a multi-host job can
 compute its own shard of the same global batch.
 
 A batch is a dict of numpy arrays:
-  fingerprints [B, T] uint32, lengths [B] int32,
+  fingerprints [B, T] uint32 ([B, T, 1 + K] with K token features),
+  lengths [B] int32,
   targets [B, U] int32 (actions, EOS, then PAD), weights [B, U] float32.
 """
 
@@ -64,15 +65,23 @@ def load_split(data_cfg, split: str):
 class Encoded:
   """Examples as arrays, plus what could not be encoded and why."""
 
-  fingerprints: np.ndarray  # [N, T] uint32
+  fingerprints: np.ndarray  # [N, T] or, with token features, [N, T, 1 + K]
   lengths: np.ndarray  # [N] int32
   targets: np.ndarray  # [N, U] int32
   target_lengths: np.ndarray  # [N] int32, EOS included
   dropped: collections.Counter
 
 
-def encode(examples, ontology, max_source_len: int, max_target_len: int):
+def encode(
+  examples,
+  ontology,
+  max_source_len: int,
+  max_target_len: int,
+  token_features=(),
+):
   """Fingerprints and target actions; unusable rows are counted, not hidden.
+
+  token_features: as config.model.token_features (projection.fingerprint).
 
   A row is dropped when its source is longer than max_source_len (its
   pointers would be cut), its actions do not fit max_target_len, a slot word
@@ -95,8 +104,9 @@ def encode(examples, ontology, max_source_len: int, max_target_len: int):
     if len(acts) > max_target_len:
       dropped["target_length"] += 1
       continue
-    f = np.zeros(max_source_len, np.uint32)
-    f[: len(ex.tokens)] = projection.fingerprint(ex.tokens)
+    k = (1 + len(token_features),) if token_features else ()
+    f = np.zeros((max_source_len, *k), np.uint32)
+    f[: len(ex.tokens)] = projection.fingerprint(ex.tokens, token_features)
     t = np.full(max_target_len, targets_lib.PAD_ID, np.int32)
     t[: len(acts)] = acts
     fps.append(f), lens.append(len(ex.tokens))

@@ -39,6 +39,8 @@ def build_vocab(fingerprints_NxT, lengths_N, config: model_lib.ModelConfig):
   words. Ties in frequency keep the smaller fingerprint.
   """
   fps = np.asarray(fingerprints_NxT)
+  if fps.ndim == 3:  # token_features: the word's hash is column 0.
+    fps = fps[..., 0]
   real = np.arange(fps.shape[1])[None, :] < np.asarray(lengths_N)[:, None]
   values, counts = np.unique(
     fps[real].astype(np.uint32).view(np.int32), return_counts=True
@@ -139,6 +141,9 @@ class LSTMSeq2Seq(nn.Module):
     """Fingerprints (uint32 or bitcast int32) -> memory [B, T, 2H], mask."""
     t = fingerprints_BxT.shape[1]
     mask_BxT = jnp.arange(t)[None, :] < lengths_B[:, None]
+    model_lib.check_fingerprints(fingerprints_BxT, self.config)
+    if fingerprints_BxT.ndim == 3:  # A word table: sub-word hashes unused.
+      fingerprints_BxT = fingerprints_BxT[..., 0]
     ids_BxT = word_ids(fingerprints_BxT, self.config.words)
     x = self.drop(self.word_embed(ids_BxT), deterministic=deterministic)
     memory_BxTxM = self.encoder(x, lengths_B, mask_BxT)

@@ -29,6 +29,10 @@ class ModelConfig:
 
   vocab_size: int
   projection_size: int = 512  # F: ternary hash features per token.
+  # Sub-word views hashed beside each word (projection.TOKEN_FEATURES); the
+  # token's F features are the sum of its 1 + K projections.
+  token_features: tuple[str, ...] = ()
+  word_dropout: float = 0.0  # Training: drop the whole-word hash of a token.
   bottleneck: int = 256  # D: bottleneck and decoder width.
   qrnn_hidden: int = 128  # H per direction; memory is 2H.
   qrnn_layers: int = 2
@@ -63,8 +67,13 @@ class ModelConfig:
       raise ValueError(f"quant={self.quant!r}: choose 'none' or 'int8'")
     if self.arch not in ("pqrnn", "lstm"):
       raise ValueError(f"arch={self.arch!r}: choose 'pqrnn' or 'lstm'")
+    if not 0.0 <= self.word_dropout < 1.0:
+      raise ValueError(f"word_dropout={self.word_dropout}: need [0, 1)")
     # JSON meta gives a list back; a tuple keeps the config hashable.
     object.__setattr__(self, "words", tuple(self.words))
+    object.__setattr__(
+      self, "token_features", projection.check_features(self.token_features)
+    )
 
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int) -> "ModelConfig":
@@ -79,6 +88,44 @@ class ModelConfig:
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)
+
+
+def fingerprint_shape(config: ModelConfig, batch: int) -> tuple[int, ...]:
+  """[B, T_max], or [B, T_max, 1 + K] with K token_features."""
+  k = len(config.token_features)
+  return (batch, config.max_source_len) + ((1 + k,) if k else ())
+
+
+def check_fingerprints(fingerprints, config: ModelConfig) -> None:
+  """Raises (at trace time) when the fingerprints' rank or feature count do
+  not match the config: a model trained with token_features needs them."""
+  k = len(config.token_features)
+  want = f"[B, T, {1 + k}] (word + {config.token_features})" if k else "[B, T]"
+  ok = fingerprints.ndim == 3 and fingerprints.shape[2] == 1 + k
+  if not (ok if k else fingerprints.ndim == 2):
+    raise ValueError(
+      f"fingerprints of shape {tuple(fingerprints.shape)}, the model wants "
+      f"{want}: compute them with projection.fingerprint(tokens, "
+      "config.token_features)"
+    )
+
+
+def select_fingerprints(fingerprints, have: tuple, want: tuple):
+  """Fingerprints computed with token features `have` -> those a model with
+  features `want` reads (e.g. a KD teacher hashing fewer views)."""
+  if tuple(have) == tuple(want):
+    return fingerprints
+  missing = [f for f in want if f not in have]
+  if missing:
+    raise ValueError(
+      f"the model needs token features {missing} that the inputs lack "
+      f"(inputs have {tuple(have)}): add them to the student's "
+      "model.token_features"
+    )
+  if not want:
+    return fingerprints[..., 0]
+  cols = [0] + [1 + list(have).index(f) for f in want]
+  return fingerprints[..., np.asarray(cols)]
 
 
 def make_dense(config: ModelConfig):
@@ -162,11 +209,20 @@ class Seq2Seq(nn.Module):
     self.drop = nn.Dropout(c.dropout)
 
   def encode(self, fingerprints_BxT, lengths_B, deterministic=True):
-    """Fingerprints (uint32 or bitcast int32) -> memory [B, T, 2H], mask."""
+    """Fingerprints (uint32 or bitcast int32) [B, T], or [B, T, 1 + K] with
+    token_features -> memory [B, T, 2H], mask [B, T]."""
     c = self.config
     t = fingerprints_BxT.shape[1]
     mask_BxT = jnp.arange(t)[None, :] < lengths_B[:, None]
+    check_fingerprints(fingerprints_BxT, c)
     p_BxTxF = projection.project(fingerprints_BxT, c.projection_size)
+    if c.token_features:
+      keep = None
+      if c.word_dropout and not deterministic:
+        keep = jax.random.bernoulli(
+          self.make_rng("dropout"), 1.0 - c.word_dropout, mask_BxT.shape
+        )
+      p_BxTxF = projection.bag(p_BxTxF, keep)
     x = self.bottleneck(p_BxTxF.astype(jnp.dtype(c.dtype)))
     x = nn.relu(self.bottleneck_norm(x))
     x = self.drop(x, deterministic=deterministic)
@@ -263,7 +319,7 @@ def shift_right(actions_BxU):
 
 def init_params(config: ModelConfig, rng, batch: int = 1):
   """Float32 parameters for the fixed shapes of `config`."""
-  fps = jnp.zeros((batch, config.max_source_len), jnp.uint32)
+  fps = jnp.zeros(fingerprint_shape(config, batch), jnp.uint32)
   lengths = jnp.ones((batch,), jnp.int32)
   inputs = jnp.zeros((batch, config.max_target_len), jnp.int32)
   return make_model(config).init(rng, fps, lengths, inputs)["params"]
@@ -287,7 +343,9 @@ def summary(config: ModelConfig, params) -> str:
   n = param_count(params)
   return (
     f"pQRNN-MAtt: {n:,} params, {n / 1e6:.2f} MB int8 "
-    f"(F={config.projection_size} D={config.bottleneck} "
+    f"(F={config.projection_size}"
+    f"{'+' + '+'.join(config.token_features) if config.token_features else ''}"
+    f" D={config.bottleneck} "
     f"H={config.qrnn_hidden}x{config.qrnn_layers} "
     f"dec={config.decoder_layers}x{config.ffn} V={config.vocab_size})"
   )

@@ -23,27 +23,89 @@ _GOLDEN = 0x9E3779B9
 _FEATURES_PER_WORD = 16
 
 
-def fingerprint(tokens: Sequence[str]) -> np.ndarray:
-  """Standard hash: MurmurHash3_x86_32(casefold(t) as UTF-8): uint32 [T]."""
+def _shape(token: str) -> str:
+  """Character classes with runs collapsed: "Angelika" -> "Xx", "7:30" ->
+  "d:d", "iPhone" -> "xXx"; capitalisation survives case folding here."""
+  out = []
+  for ch in token:
+    c = (
+      "X"
+      if ch.isupper()
+      else "x"
+      if ch.islower()
+      else ("d" if ch.isdigit() else ch)
+    )
+    if not out or out[-1] != c:
+      out.append(c)
+  return "".join(out)
+
+
+# Sub-word views of a token, hashed beside the word itself when listed in
+# config.model.token_features: an unseen word ("Raelynn") still shares its
+# shape and affixes with words seen in training. Each maps the original
+# token to a string; affixes are of the case-folded token.
+TOKEN_FEATURES = {
+  "shape": _shape,
+  "prefix2": lambda t: t.casefold()[:2],
+  "prefix3": lambda t: t.casefold()[:3],
+  "prefix4": lambda t: t.casefold()[:4],
+  "suffix2": lambda t: t.casefold()[-2:],
+  "suffix3": lambda t: t.casefold()[-3:],
+  "suffix4": lambda t: t.casefold()[-4:],
+}
+
+
+def check_features(features: Sequence[str]) -> tuple[str, ...]:
+  """The features as a tuple; raises on an unknown or repeated name."""
+  features = tuple(features)
+  bad = [f for f in features if f not in TOKEN_FEATURES]
+  if bad or len(set(features)) != len(features):
+    raise ValueError(
+      f"token_features={features}: each at most once, from "
+      f"{sorted(TOKEN_FEATURES)}"
+    )
+  return features
+
+
+def _murmur(text: str) -> int:
   # Seed 0 and unsigned, so any MurmurHash3 library reproduces it.
   # surrogatepass: a lone surrogate (not valid text, but a legal Python str)
   # gets a fingerprint instead of raising deep inside a data pipeline.
-  return np.array(
-    [
-      mmh3.hash(t.casefold().encode("utf-8", "surrogatepass"), 0, False)
-      for t in tokens
-    ],
-    dtype=np.uint32,
-  )
+  return mmh3.hash(text.encode("utf-8", "surrogatepass"), 0, False)
+
+
+def fingerprint(
+  tokens: Sequence[str], features: Sequence[str] = ()
+) -> np.ndarray:
+  """Standard hash: MurmurHash3_x86_32(casefold(t) as UTF-8): uint32 [T].
+
+  With features, uint32 [T, 1 + K]: column 0 is the word's hash as above,
+  column 1 + k hashes "<name>\\x1f<value>" of feature k (a namespace, so a
+  suffix never collides with the same string as a word).
+  """
+  features = check_features(features)
+  words = [_murmur(t.casefold()) for t in tokens]
+  if not features:
+    return np.array(words, dtype=np.uint32).reshape(len(tokens))
+  cols = [words] + [
+    [_murmur(f"{f}\x1f{TOKEN_FEATURES[f](t)}") for t in tokens]
+    for f in features
+  ]
+  return np.array(cols, dtype=np.uint32).reshape(len(cols), -1).T.copy()
 
 
 def fingerprint_batch(
-  token_lists: Sequence[Sequence[str]], max_len: int, truncate: bool = False
+  token_lists: Sequence[Sequence[str]],
+  max_len: int,
+  truncate: bool = False,
+  features: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Fingerprints padded with 0: (uint32 [B, max_len], int32 lengths [B])."""
+  """Fingerprints padded with 0: (uint32 [B, max_len] or, with features,
+  [B, max_len, 1 + K]; int32 lengths [B])."""
   if max_len < 0:
     raise ValueError(f"max_len must be >= 0, got {max_len}")
-  fps = np.zeros((len(token_lists), max_len), np.uint32)
+  extra = (1 + len(features),) if features else ()
+  fps = np.zeros((len(token_lists), max_len, *extra), np.uint32)
   lengths = np.zeros((len(token_lists),), np.int32)
   for i, tokens in enumerate(token_lists):
     if len(tokens) > max_len:
@@ -53,9 +115,23 @@ def fingerprint_batch(
           "pass truncate=True to cut it"
         )
       tokens = tokens[:max_len]
-    fps[i, : len(tokens)] = fingerprint(tokens)
+    fps[i, : len(tokens)] = fingerprint(tokens, features)
     lengths[i] = len(tokens)
   return fps, lengths
+
+
+def bag(features_BxTxKxF, word_keep_BxT=None):
+  """Sum of a token's K feature projections [..., T, K, F] -> [..., T, F];
+  word_keep (0/1, [..., T]) scales column 0, the whole-word hash (word
+  dropout: the model must also read unseen words from shape and affixes)."""
+  if word_keep_BxT is not None:
+    scale = jnp.ones(features_BxTxKxF.shape[-2], features_BxTxKxF.dtype)
+    first = jnp.arange(features_BxTxKxF.shape[-2]) == 0
+    scale = jnp.where(
+      first, word_keep_BxT[..., None].astype(features_BxTxKxF.dtype), scale
+    )
+    features_BxTxKxF = features_BxTxKxF * scale[..., None]
+  return features_BxTxKxF.sum(axis=-2)
 
 
 def _num_words(feature_size: int) -> int:

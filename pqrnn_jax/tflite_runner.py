@@ -58,6 +58,7 @@ class TFLiteParser:
     self.ontology = targets_lib.Ontology.from_dict(m["ontology"])
     self.kinds_V = np.asarray(m["kinds"], np.int32)
     self.t_max, self.u_max = m["max_source_len"], m["max_target_len"]
+    self.token_features = tuple(m.get("token_features", ()))
     self.form = m["form"]
     sig = m["signatures"]
     self._cache_names = [n for n, _, _ in sig["encode"]["outputs"]]
@@ -68,13 +69,15 @@ class TFLiteParser:
     }
 
   def fingerprints(self, tokens):
-    """int32 [1, T_max] fingerprints (uint32 bits) and length [1]."""
+    """int32 [1, T_max] (or [1, T_max, 1 + K] with token features)
+    fingerprints (uint32 bits) and length [1]."""
     if not tokens:
       raise ValueError("empty input: nothing to parse")
     tokens = list(tokens)[: self.t_max]  # The model cannot see past T_max.
-    fps = np.zeros((1, self.t_max), np.uint32)
-    fps[0, : len(tokens)] = projection.fingerprint(tokens)
-    return fps.view(np.int32), np.array([len(tokens)], np.int32)
+    fps, length = projection.fingerprint_batch(
+      [tokens], self.t_max, features=self.token_features
+    )
+    return fps.view(np.int32), length
 
   def decode(self, fps_1xT, length_1, constrained: bool = True):
     """Greedy action ids [<= U_max] int32, ending with EOS if it came."""

@@ -98,7 +98,11 @@ def train_step(
     teacher_scores = jax.lax.stop_gradient(
       teacher.apply(
         {"params": teacher_params},
-        batch["fingerprints"],
+        model_lib.select_fingerprints(
+          batch["fingerprints"],
+          model.config.token_features,
+          teacher.config.token_features,
+        ),
         batch["lengths"],
         inputs,
       )
@@ -191,7 +195,11 @@ def setup_data(config, workdir, ontology=None):
     ontology = targets_lib.Ontology.build(e.parse for e in train)
   m = config.model
   enc = input_pipeline.encode(
-    train, ontology, m.max_source_len, m.max_target_len
+    train,
+    ontology,
+    m.max_source_len,
+    m.max_target_len,
+    tuple(m.token_features),
   )
   return ontology, enc
 
@@ -207,6 +215,12 @@ def _load_teacher(config):
       f"teacher max_target_len {t_cfg.max_target_len} < student's "
       f"{config.model.max_target_len}: the teacher cannot score every step"
     )
+  # Fails now, not inside the first jitted step.
+  model_lib.select_fingerprints(
+    np.zeros((1, 1, 1 + len(config.model.token_features)), np.uint32),
+    tuple(config.model.token_features),
+    t_cfg.token_features,
+  )
   logging.info(
     "teacher %s: %s", d.teacher_workdir, model_lib.summary(t_cfg, t_params)
   )
