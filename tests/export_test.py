@@ -214,3 +214,33 @@ def test_conversion_crash_is_an_error_not_a_dead_process(tmp_path):
     export._convert_in_subprocess(
       tmp_path / "missing", "int8", [], str(tmp_path / "x.tflite")
     )
+
+
+def test_token_features_export_and_runner_equal_jax(tmp_path):
+  cfg = tiny.get_config()
+  cfg.model.token_features = ("shape", "suffix3")
+  train = input_pipeline.load_split(cfg.data, "train")
+  ontology = targets_lib.Ontology.build(e.parse for e in train)
+  m = cfg.model
+  enc = input_pipeline.encode(
+    train, ontology, m.max_source_len, m.max_target_len, m.token_features
+  )
+  assert enc.fingerprints.shape[1:] == (m.max_source_len, 3)
+  model_cfg = model.ModelConfig.from_config(m, len(ontology)).replace(
+    dropout=0.0, zoneout=0.0
+  )
+  params = _train(model_cfg, enc, steps=100)
+  r = export.export(
+    model_cfg, params, ontology, tmp_path / "f.tflite", variant="float"
+  )
+  p = tflite_runner.TFLiteParser(r["path"])
+  assert p.token_features == m.token_features
+  (fp,) = [
+    d for d in p._encode.get_input_details().values() if len(d["shape"]) == 3
+  ]
+  assert list(fp["shape"]) == [1, m.max_source_len, 3]
+  tokens = [e.tokens for e in input_pipeline.load_split(cfg.data, "test")]
+  want = evaluate.predict_parses(
+    model_cfg, params, ontology, tokens, batch_size=16
+  )
+  assert [p.parse_tokens(t) for t in tokens] == want

@@ -117,3 +117,81 @@ def test_config_errors_are_clear():
     model_lib.ModelConfig.from_config(
       ml_collections.ConfigDict({"projection_sise": 3}), V
     )
+
+
+FEATS = ("shape", "suffix3")
+
+
+def _feature_batch(cfg, seed=0):
+  fps, lengths, inputs = _batch(cfg, seed)
+  extra = jax.random.bits(jax.random.key(seed + 7), fps.shape + (2,))
+  return jnp.concatenate([fps[..., None], extra], -1), lengths, inputs
+
+
+def test_token_features_contract_and_shapes():
+  cfg = _tiny(token_features=FEATS)
+  fps, lengths, inputs = _feature_batch(cfg)
+  assert fps.shape == model_lib.fingerprint_shape(cfg, 3)
+  model_contract.assert_decode_step_reproduces_decode(cfg, fps, lengths, inputs)
+  model_contract.assert_padding_is_ignored(cfg, fps, lengths, inputs)
+  # Same parameter count as without features: they share the bottleneck.
+  n = model_lib.param_count(model_lib.init_params(cfg, jax.random.key(0)))
+  assert n == model_lib.param_count(
+    model_lib.init_params(_tiny(), jax.random.key(0))
+  )
+  # The sub-word columns matter.
+  params = {"params": model_lib.init_params(cfg, jax.random.key(0))}
+  m = model_lib.Seq2Seq(cfg)
+  a = m.apply(params, fps, lengths, inputs)
+  b = m.apply(params, fps.at[..., 1].set(3), lengths, inputs)
+  assert not np.allclose(a, b)
+
+
+def test_word_dropout_only_in_training():
+  cfg = _tiny(token_features=FEATS, word_dropout=0.5)
+  fps, lengths, inputs = _feature_batch(cfg)
+  params = {"params": model_lib.init_params(cfg, jax.random.key(0))}
+  m = model_lib.Seq2Seq(cfg)
+  ref = m.apply(params, fps, lengths, inputs)
+  plain = model_lib.Seq2Seq(cfg.replace(word_dropout=0.0))
+  np.testing.assert_allclose(ref, plain.apply(params, fps, lengths, inputs))
+
+  def train(key, net=m):
+    rngs = {"dropout": jax.random.key(key)}
+    return net.apply(
+      params, fps, lengths, inputs, deterministic=False, rngs=rngs
+    )
+
+  # dropout and zoneout are 0 in _tiny: any difference is word dropout.
+  assert not np.allclose(train(0), train(1))
+  np.testing.assert_allclose(train(0, plain), ref, atol=1e-5)
+
+
+def test_fingerprints_of_the_wrong_shape_are_a_clear_error():
+  import pytest
+
+  cfg = _tiny(token_features=FEATS)
+  fps, lengths, inputs = _batch(cfg)  # [B, T]: no feature columns.
+  params = {"params": model_lib.init_params(cfg, jax.random.key(0))}
+  with pytest.raises(ValueError, match=r"wants \[B, T, 3\]"):
+    model_lib.Seq2Seq(cfg).apply(params, fps, lengths, inputs)
+  with pytest.raises(ValueError, match="token_features"):
+    _tiny(token_features=("nope",))
+  with pytest.raises(ValueError, match="word_dropout"):
+    _tiny(word_dropout=1.0)
+
+
+def test_select_fingerprints_for_a_teacher_with_other_features():
+  import pytest
+
+  fps = np.arange(2 * 3 * 3).reshape(2, 3, 3)
+  have = ("shape", "suffix3")
+  np.testing.assert_array_equal(
+    model_lib.select_fingerprints(fps, have, ()), fps[..., 0]
+  )
+  np.testing.assert_array_equal(
+    model_lib.select_fingerprints(fps, have, ("suffix3",)), fps[..., [0, 2]]
+  )
+  assert model_lib.select_fingerprints(fps, have, have) is fps
+  with pytest.raises(ValueError, match="prefix3"):
+    model_lib.select_fingerprints(fps, have, ("prefix3",))

@@ -309,3 +309,59 @@ def test_tflite_conversion_is_builtin_only_and_bit_exact(tmp_path):
   runner = interpreter.get_signature_runner("serving_default")
   (out,) = runner(ids=fps.view(np.int32)).values()
   np.testing.assert_array_equal(out, projection.project_np(fps, 100))
+
+
+# --- Token features (sub-word hashes beside the word). ---
+
+
+def test_token_features_columns_word_first_then_namespaced_features():
+  tokens = ["Raelynn", "Kaelynn", "lynn", "7:30"]
+  feats = ("shape", "prefix3", "suffix3")
+  fps = projection.fingerprint(tokens, feats)
+  assert fps.shape == (4, 4) and fps.dtype == np.uint32
+  np.testing.assert_array_equal(fps[:, 0], projection.fingerprint(tokens))
+  # Unseen names share shape and suffix with seen ones, not the prefix.
+  assert fps[0, 1] == fps[1, 1] and fps[0, 3] == fps[1, 3]
+  assert fps[0, 2] != fps[1, 2]
+  assert fps[0, 1] != fps[3, 1]  # "Xx" vs "d:d".
+  # "lyn" as a suffix is namespaced: not the hash of the word "lyn".
+  assert fps[2, 3] != projection.fingerprint(["lyn"])[0]
+  assert fps[2, 2] != fps[2, 3]  # prefix "lyn" and suffix "ynn" differ.
+  p3 = projection.fingerprint(["lyn"], ("prefix3", "suffix3"))[0]
+  assert p3[1] != p3[2]  # Same string "lyn", two namespaces.
+
+
+@pytest.mark.parametrize(
+  "token,shape",
+  [("Angelika", "Xx"), ("7:30", "d:d"), ("iPhone", "xXx"), ("am", "x"),
+   ("U.S.", "X.X."), ("ÉCOLE", "X"), ("", "")],
+)  # fmt: skip
+def test_shape_feature(token, shape):
+  assert projection.TOKEN_FEATURES["shape"](token) == shape
+
+
+def test_unknown_or_repeated_feature_is_a_clear_error():
+  with pytest.raises(ValueError, match="suffix3"):
+    projection.fingerprint(["a"], ("sufix3",))
+  with pytest.raises(ValueError, match="at most once"):
+    projection.check_features(("shape", "shape"))
+
+
+def test_fingerprint_batch_with_features_pads_with_zero_rows():
+  fps, lengths = projection.fingerprint_batch(
+    [["Hi", "there"], ["x"]], 4, features=("suffix2",)
+  )
+  assert fps.shape == (2, 4, 2) and list(lengths) == [2, 1]
+  assert np.all(fps[1, 1:] == 0) and np.all(fps[0, :2] != 0)
+  np.testing.assert_array_equal(
+    fps[0, :2], projection.fingerprint(["Hi", "there"], ("suffix2",))
+  )
+
+
+def test_bag_sums_views_and_word_keep_drops_only_the_word():
+  p = jnp.asarray(_RNG.normal(size=(2, 3, 4, 5)), jnp.float32)
+  np.testing.assert_allclose(projection.bag(p), p.sum(axis=2), atol=1e-6)
+  keep = jnp.array([[1, 0, 1], [0, 0, 1]])
+  got = np.asarray(projection.bag(p, keep))
+  want = np.asarray(p.sum(axis=2) - (1 - keep)[..., None] * p[:, :, 0])
+  np.testing.assert_allclose(got, want, atol=1e-5)
