@@ -19,6 +19,19 @@ import jax
 import jax.numpy as jnp
 
 
+def masked_softmax(logits, mask):
+  """Softmax over the last axis where `mask` (broadcastable) is true.
+
+  Masked logits sit 30 below the row's smallest: weight < 1e-13, so the
+  float result is that of a -inf mask, yet the value stays in the row's
+  range, which full-int8 TFLite quantizes per tensor (a finfo.min mask
+  sets that range to [-3e38, max] and flattens the attention).
+  """
+  floor = jnp.min(logits, axis=-1, keepdims=True) - 30.0
+  floor = jax.lax.stop_gradient(floor)
+  return jax.nn.softmax(jnp.where(mask, logits, floor), axis=-1)
+
+
 def cross_attention(q_BxUxD, k_BxTxNxK, v_BxTxNxK, mask_BxT, einsum=jnp.einsum):
   """Scaled multi-head attention of queries over the encoder memory."""
   b, u, _ = q_BxUxD.shape
@@ -27,14 +40,7 @@ def cross_attention(q_BxUxD, k_BxTxNxK, v_BxTxNxK, mask_BxT, einsum=jnp.einsum):
   logits_BxNxUxT = einsum("bunk,btnk->bnut", q, k_BxTxNxK) / jnp.sqrt(
     jnp.float32(dk)
   )
-  # Masked logits sit 30 below the row's smallest: weight < 1e-13, so the
-  # float result is that of a -inf mask, yet the value stays in the row's
-  # range, which full-int8 TFLite quantizes per tensor (a finfo.min mask
-  # sets that range to [-3e38, max] and flattens the attention).
-  floor = jnp.min(logits_BxNxUxT, axis=-1, keepdims=True) - 30.0
-  floor = jax.lax.stop_gradient(floor)
-  logits_BxNxUxT = jnp.where(mask_BxT[:, None, None, :], logits_BxNxUxT, floor)
-  w = jax.nn.softmax(logits_BxNxUxT, axis=-1)
+  w = masked_softmax(logits_BxNxUxT, mask_BxT[:, None, None, :])
   out = einsum("bnut,btnk->bunk", w, v_BxTxNxK.astype(jnp.float32))
   return out.reshape(b, u, n * dk)
 

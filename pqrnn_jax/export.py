@@ -24,7 +24,9 @@ logic; as a loop it is a WHILE op, which full-int8 calibration cannot
 handle. The step signature keeps the tree constraints in host code (the
 numpy twins of what decode.py jits), applied to float scores. The cache is
 explicit: memory, pointer keys and per-layer keys/values (from `encode`),
-and per-layer running sums (in and out of each step).
+and per-layer running sums (in and out of each step). The LSTM baseline
+exports the same way: its cache is memory and pointer keys, its state the
+decoder LSTM's (c, h); its encoder loops are unrolled like the QRNN.
 
 Scores leave the graph unmasked, symbols and pointers apart (each with its
 own int8 range): an in-graph -inf mask would ruin the calibrated ranges.
@@ -52,20 +54,32 @@ FORMAT = "pqrnn_jax.tflite/1"
 
 
 def export_config(model_cfg):
-  """The exported graph: float, QRNN unrolled (no WHILE op)."""
+  """The exported graph: float, QRNN (or LSTM) unrolled (no WHILE op)."""
   return model_cfg.replace(pooling="unrolled", quant="none", dropout=0.0)
+
+
+def state_specs(model_cfg, batch: int = 1) -> list:
+  """Decoder state passed from one decode_step to the next, zeros at first:
+  per-layer running sums (pQRNN-MAtt) or the LSTM's (c, h)."""
+  c, d = model_cfg, model_cfg.bottleneck
+  if c.arch == "lstm":
+    return [(n, (batch, d), "float32") for n in ("lstm_c", "lstm_h")]
+  return [(f"sum{i}", (batch, d), "float32") for i in range(c.decoder_layers)]
 
 
 def signature_specs(model_cfg) -> dict:
   """{signature: {"inputs"|"outputs": [(name, shape, dtype)]}}, batch 1."""
   c = model_cfg
-  t, m, d = c.max_source_len, 2 * c.qrnn_hidden, c.bottleneck
-  kv = (1, t, c.heads, d // c.heads)
-  layers = range(c.decoder_layers)
+  t, d = c.max_source_len, c.bottleneck
+  lstm = c.arch == "lstm"
+  m = 2 * (c.lstm_hidden if lstm else c.qrnn_hidden)
   cache = [("memory", (1, t, m), "float32")]
   cache += [("pointer_keys", (1, t, d), "float32")]
-  cache += [(f"{x}{i}", kv, "float32") for i in layers for x in "kv"]
-  sums = [(f"sum{i}", (1, d), "float32") for i in layers]
+  if not lstm:
+    kv = (1, t, c.heads, d // c.heads)
+    layers = range(c.decoder_layers)
+    cache += [(f"{x}{i}", kv, "float32") for i in layers for x in "kv"]
+  sums = state_specs(c)
   ids = [("prev_action", (1,), "int32"), ("step", (1,), "int32")]
   return {
     "encode": {
@@ -90,7 +104,7 @@ def _encode(mdl, fingerprints_1xT, length_1):
   memory, mask = mdl.encode(fingerprints_1xT, length_1)
   cache = mdl.init_cache(memory, mask)
   out = {"memory": memory, "pointer_keys": cache["pointer_keys"]}
-  for i, (k, v) in enumerate(cache["kv"]):
+  for i, (k, v) in enumerate(cache.get("kv", ())):
     out[f"k{i}"], out[f"v{i}"] = k, v
   return out
 
@@ -100,6 +114,20 @@ def _decode_step(mdl, named):
   t_max = named["memory"].shape[1]
   layers = range(c.decoder_layers)
   mask_1xT = jnp.arange(t_max)[None, :] < named["length"][:, None]
+  if c.arch == "lstm":
+    sym, ptr, (c_1xD, h_1xD) = mdl.step_raw(
+      (named["lstm_c"], named["lstm_h"]),
+      named["memory"],
+      mask_1xT,
+      named["pointer_keys"],
+      named["prev_action"],
+    )
+    return {
+      "symbol_scores": sym,
+      "pointer_scores": ptr,
+      "lstm_c": c_1xD,
+      "lstm_h": h_1xD,
+    }
   cache = {
     "kv": [(named[f"k{i}"], named[f"v{i}"]) for i in layers],
     "sums": [named[f"sum{i}"] for i in layers],
@@ -119,7 +147,7 @@ def signature_fns(model_cfg, params) -> dict:
   """Plain JAX functions of the signatures' inputs (positional, in the order
   of `signature_specs`) -> dict of outputs; parameters are constants."""
   cfg = export_config(model_cfg)
-  model = model_lib.Seq2Seq(cfg)
+  model = model_lib.make_model(cfg)
   variables = {"params": params}
   names = [n for n, _, _ in signature_specs(cfg)["decode_step"]["inputs"]]
 
@@ -142,7 +170,7 @@ def calibration_samples(model_cfg, params, enc, n: int, seed: int = 0):
   lengths, targets = enc.lengths[idx], enc.targets[idx]
   tlens = enc.target_lengths[idx]
   cfg = model_cfg.replace(quant="none")
-  model, variables = model_lib.Seq2Seq(cfg), {"params": params}
+  model, variables = model_lib.make_model(cfg), {"params": params}
   encoded = jax.jit(lambda f, n: model.apply(variables, f, n, method=_encode))(
     fps, lengths
   )
@@ -151,8 +179,9 @@ def calibration_samples(model_cfg, params, enc, n: int, seed: int = 0):
     lambda named: model.apply(variables, named, method=_decode_step)
   )
   prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
-  d, layers = cfg.bottleneck, range(cfg.decoder_layers)
-  sums = {f"sum{i}": np.zeros((len(idx), d), np.float32) for i in layers}
+  sums = {
+    n: np.zeros(shape, np.float32) for n, shape, _ in state_specs(cfg, len(idx))
+  }
   samples = [
     ("encode", {"fingerprints": fps[j : j + 1], "length": lengths[j : j + 1]})
     for j in range(len(idx))
@@ -332,7 +361,7 @@ def export(
   ops = op_codes(out.read_bytes())
   check_builtin_only(ops)
   if "WHILE" in ops:
-    raise ValueError("the exported graph has a WHILE op (QRNN not unrolled)")
+    raise ValueError("the exported graph has a WHILE op (a loop not unrolled)")
   man = manifest(model_cfg, ontology, form, variant)
   out.write_bytes(embed_metadata(out.read_bytes(), man))
   out.with_suffix(".json").write_text(json.dumps(man, indent=1) + "\n")
@@ -361,8 +390,6 @@ def export_workdir(workdir, out, variant="int8", calibration=300, which="best"):
   model_cfg, ontology, params, config = checkpoints.load_for_inference(
     workdir, which
   )
-  if model_cfg.arch != "pqrnn":
-    raise ValueError(f"only the pQRNN model exports, not {model_cfg.arch!r}")
   samples = None
   if variant == "int8":
     samples = calibration_from_config(

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import projection
 from pqrnn_jax import targets as targets_lib
@@ -61,10 +62,26 @@ def word_ids(fingerprints_BxT, words) -> jnp.ndarray:
   if not words:
     return jnp.full(fps.shape, UNK_ID, jnp.int32)
   vocab_W = jnp.asarray(np.asarray(words, np.int32))
-  # Unrolled binary search: log2(W) gathers, no while loop in the graph.
-  idx = jnp.searchsorted(vocab_W, fps, method="scan_unrolled")
-  idx = jnp.minimum(idx, len(words) - 1).astype(jnp.int32)
+  idx = jnp.minimum(_rank(vocab_W, fps), len(words) - 1)
   return jnp.where(vocab_W[idx] == fps, idx + 1, UNK_ID)
+
+
+def _rank(sorted_W, x):
+  """searchsorted (left) by binary lifting: how many entries are < x.
+
+  log2(W) unrolled steps of add, compare, gather and select: no while loop
+  and no int32 division (jnp.searchsorted halves with `//`, which TFLite
+  cannot convert for int32).
+  """
+  w = sorted_W.shape[0]
+  idx = jnp.zeros(x.shape, jnp.int32)
+  step = 1 << (w.bit_length() - 1)  # Largest power of two <= W.
+  while step:
+    cand = idx + step
+    probe = sorted_W[jnp.minimum(cand, w) - 1]
+    idx = jnp.where((cand <= w) & (probe < x), cand, idx)
+    step >>= 1
+  return idx
 
 
 class BiLSTM(nn.Module):
@@ -73,10 +90,13 @@ class BiLSTM(nn.Module):
   Attributes:
     hidden: H per direction.
     dtype: compute dtype (parameters stay float32).
+    unroll: unroll the time loops (export: TFLite full int8 cannot take a
+      WHILE op).
   """
 
   hidden: int
   dtype: jnp.dtype = jnp.float32
+  unroll: bool = False
 
   @nn.compact
   def __call__(self, x_BxTxE, lengths_B, mask_BxT):
@@ -87,12 +107,15 @@ class BiLSTM(nn.Module):
       dtype=self.dtype,
       param_dtype=jnp.float32,
     )
-    fwd = nn.RNN(cell(name="fwd"))(x_BxTxE, seq_lengths=lengths_B)
-    # seq_lengths makes the backward pass start at each sequence's last real
-    # token; keep_order puts its outputs back in source order.
-    bwd = nn.RNN(cell(name="bwd"), reverse=True, keep_order=True)(
+    unroll = True if self.unroll else 1
+    fwd = nn.RNN(cell(name="fwd"), unroll=unroll)(
       x_BxTxE, seq_lengths=lengths_B
     )
+    # seq_lengths makes the backward pass start at each sequence's last real
+    # token; keep_order puts its outputs back in source order.
+    bwd = nn.RNN(
+      cell(name="bwd"), reverse=True, keep_order=True, unroll=unroll
+    )(x_BxTxE, seq_lengths=lengths_B)
     h_BxTxM = jnp.concatenate([fwd, bwd], axis=-1)
     # nn.RNN leaves garbage beyond the length: zero it, as copies read it.
     return jnp.where(mask_BxT[..., None], h_BxTxM, 0.0)
@@ -120,7 +143,10 @@ class LSTMSeq2Seq(nn.Module):
     self.word_embed = nn.Embed(
       len(c.words) + 1, c.embed_size, dtype=dtype, name="words"
     )
-    self.encoder = BiLSTM(c.lstm_hidden, dtype, name="encoder")
+    # pooling "unrolled" (set by export) unrolls the encoder's loops too.
+    self.encoder = BiLSTM(
+      c.lstm_hidden, dtype, c.pooling == "unrolled", name="encoder"
+    )
     self.symbol_embed = nn.Embed(
       c.vocab_size, c.bottleneck, dtype=dtype, name="symbols"
     )
@@ -158,27 +184,34 @@ class LSTMSeq2Seq(nn.Module):
       self.copy_in,
     )
 
-  def _head(self, h_BxUxD, memory_BxTxM, mask_BxT, keys_BxTxD, det):
-    """Attention, combination and the [B, U, V + T] float32 scores."""
+  def _attend(self, h_BxUxD, memory_BxTxM, mask_BxT, det):
+    """Attention and combination: the output state a [B, U, D]."""
     q = self.attn_q(h_BxUxD).astype(jnp.float32)
     m = memory_BxTxM.astype(jnp.float32)
     logits_BxUxT = jnp.einsum("bum,btm->but", q, m) / jnp.sqrt(
       jnp.float32(m.shape[-1])
     )
-    big_neg = jnp.finfo(jnp.float32).min
-    logits_BxUxT = jnp.where(mask_BxT[:, None, :], logits_BxUxT, big_neg)
-    w = jax.nn.softmax(logits_BxUxT, axis=-1)
+    w = decoder_lib.masked_softmax(logits_BxUxT, mask_BxT[:, None, :])
     ctx_BxUxM = jnp.einsum("but,btm->bum", w, m).astype(h_BxUxD.dtype)
     a = jnp.tanh(self.combine(jnp.concatenate([ctx_BxUxM, h_BxUxD], -1)))
-    return self._scores(self.drop(a, deterministic=det), keys_BxTxD, mask_BxT)
+    return self.drop(a, deterministic=det)
+
+  def _head(self, h_BxUxD, memory_BxTxM, mask_BxT, keys_BxTxD, det):
+    """Attention, combination and the [B, U, V + T] float32 scores."""
+    a = self._attend(h_BxUxD, memory_BxTxM, mask_BxT, det)
+    return self._scores(a, keys_BxTxD, mask_BxT)
+
+  def raw_scores(self, h_BxUxD, pointer_keys_BxTxD):
+    """Unmasked float32 scores: symbols [B, U, V], pointers [B, U, T]."""
+    sym = self.symbol_out(h_BxUxD).astype(jnp.float32)
+    q = self.pointer_q(h_BxUxD).astype(jnp.float32)
+    ptr = jnp.einsum("bud,btd->but", q, pointer_keys_BxTxD.astype(q.dtype))
+    return sym, ptr / jnp.sqrt(jnp.float32(q.shape[-1]))
 
   def _scores(self, h_BxUxD, pointer_keys_BxTxD, mask_BxT):
     """[B, U, V + T] float32 scores; PAD and padded positions are -inf."""
-    sym = self.symbol_out(h_BxUxD).astype(jnp.float32)
+    sym, ptr = self.raw_scores(h_BxUxD, pointer_keys_BxTxD)
     sym = sym.at[..., targets_lib.PAD_ID].set(-jnp.inf)
-    q = self.pointer_q(h_BxUxD).astype(jnp.float32)
-    ptr = jnp.einsum("bud,btd->but", q, pointer_keys_BxTxD.astype(q.dtype))
-    ptr = ptr / jnp.sqrt(jnp.float32(q.shape[-1]))
     ptr = jnp.where(mask_BxT[:, None, :], ptr, -jnp.inf)
     return jnp.concatenate([sym, ptr], axis=-1)
 
@@ -198,6 +231,15 @@ class LSTMSeq2Seq(nn.Module):
       "pointer_keys": self.pointer_k(memory_BxTxM),
       "step": jnp.zeros((), jnp.int32),
     }
+
+  def step_raw(self, carry, memory_BxTxM, mask_BxT, keys_BxTxD, prev_B):
+    """Export's step: (c, h), previous actions [B] -> unmasked symbol
+    [B, V] and pointer [B, T] scores, next (c, h)."""
+    y = self._embed_actions(prev_B[:, None], memory_BxTxM)[:, 0]
+    carry, h_BxD = self.cell(carry, y)
+    a = self._attend(h_BxD[:, None], memory_BxTxM, mask_BxT, True)
+    sym, ptr = self.raw_scores(a, keys_BxTxD)
+    return sym[:, 0], ptr[:, 0], carry
 
   def decode_step(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
     """One step: previous action ids [B] -> (scores [B, V + T], cache)."""

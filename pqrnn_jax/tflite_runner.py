@@ -62,10 +62,13 @@ class TFLiteParser:
     self.form = m["form"]
     sig = m["signatures"]
     self._cache_names = [n for n, _, _ in sig["encode"]["outputs"]]
+    # Decoder state: what decode_step both takes and gives back (running
+    # sums, or an LSTM's c and h), zeros before the first step.
+    step_out = {n for n, _, _ in sig["decode_step"]["outputs"]}
     self._sums = {
       n: np.zeros(shape, np.float32)
       for n, shape, _ in sig["decode_step"]["inputs"]
-      if n.startswith("sum")
+      if n in step_out
     }
 
   def fingerprints(self, tokens):

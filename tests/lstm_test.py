@@ -148,3 +148,32 @@ def test_train_restore_evaluate_predict_end_to_end(tmp_path):
       model_cfg, params, ont, sentences, batch_size=4, beam_size=beam
     )
     assert len(parses) == 2 and all(p.startswith("[IN:") for p in parses)
+  # Same export path as pQRNN-MAtt: unrolled loops, builtin ops, and the
+  # float file's greedy parses are JAX's.
+  from pqrnn_jax import export, input_pipeline, metrics, tflite_runner
+
+  tokens = [e.tokens for e in input_pipeline.load_split(cfg.data, "test")]
+  want = evaluate.predict_parses(model_cfg, params, ont, tokens, batch_size=8)
+  for variant in ("float", "int8"):
+    r = export.export_workdir(
+      tmp_path / "run", tmp_path / f"{variant}.tflite", variant, 16
+    )
+    assert "WHILE" not in r["ops"] and "UNIDIRECTIONAL" not in str(r["ops"])
+    p = tflite_runner.TFLiteParser(r["path"])
+    assert set(p._sums) == {"lstm_c", "lstm_h"}
+    got = [p.parse_tokens(t) for t in tokens]
+    if variant == "float":
+      assert got == want
+    assert all(metrics.is_valid_tree(g) for g in got)
+
+
+@pytest.mark.parametrize("w", [1, 2, 3, 7, 8, 100, 1000])
+def test_rank_equals_searchsorted(w):
+  rng = np.random.default_rng(w)
+  vocab = np.unique(rng.integers(-(2**31), 2**31, w).astype(np.int32))
+  x = np.concatenate(
+    [vocab, rng.integers(-(2**31), 2**31, 200).astype(np.int32)]
+  )
+  x = np.concatenate([x, [np.iinfo(np.int32).min, np.iinfo(np.int32).max]])
+  got = lstm._rank(jnp.asarray(vocab), jnp.asarray(x, np.int32))
+  np.testing.assert_array_equal(got, np.searchsorted(vocab, x))
