@@ -6,8 +6,8 @@
 Both workdirs hold trained checkpoints (train.py with configs/mtop.py and
 configs/lstm_mtop.py) on the same data. Per model:
 - params; float32 bytes (4 per parameter); int8 bytes: with --tflite, the
-  size of the full-int8 .tflite of pqrnn_jax/export.py where it exports
-  (the pQRNN model only, so far), otherwise 1 byte per parameter;
+  size of the full-int8 .tflite of pqrnn_jax/export.py (both models
+  export), otherwise 1 byte per parameter;
 - exact match etc. on the test split (greedy, constrained);
 - training examples/s: the same batches (the pQRNN workdir's data and
   batch settings) through each model's pmapped train_step on one device,
