@@ -27,7 +27,6 @@ import numpy as np
 from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import projection
-from pqrnn_jax import targets as targets_lib
 
 UNK_ID = 0  # Unknown words, and the padding beyond each length.
 
@@ -211,9 +210,7 @@ class LSTMSeq2Seq(nn.Module):
   def _scores(self, h_BxUxD, pointer_keys_BxTxD, mask_BxT):
     """[B, U, V + T] float32 scores; PAD and padded positions are -inf."""
     sym, ptr = self.raw_scores(h_BxUxD, pointer_keys_BxTxD)
-    sym = sym.at[..., targets_lib.PAD_ID].set(-jnp.inf)
-    ptr = jnp.where(mask_BxT[:, None, :], ptr, -jnp.inf)
-    return jnp.concatenate([sym, ptr], axis=-1)
+    return model_lib.masked_scores(sym, ptr, mask_BxT)
 
   def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
     """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""

@@ -148,6 +148,13 @@ def make_einsum(config: ModelConfig):
   return None
 
 
+def masked_scores(sym_BxUxV, ptr_BxUxT, mask_BxT):
+  """[B, U, V + T] action scores: PAD and pointers past the length -inf."""
+  sym = sym_BxUxV.at[..., targets_lib.PAD_ID].set(-jnp.inf)
+  ptr = jnp.where(mask_BxT[:, None, :], ptr_BxUxT, -jnp.inf)
+  return jnp.concatenate([sym, ptr], axis=-1)
+
+
 def embed_actions(actions_BxU, memory_BxTxM, vocab_size, symbol_embed, copy_in):
   """Decoder inputs [B, U, D]: a symbol's embedding, or for a pointer the
   encoder state at the pointed position through `copy_in`."""
@@ -250,9 +257,7 @@ class Seq2Seq(nn.Module):
   def _scores(self, h_BxUxD, pointer_keys_BxTxD, mask_BxT):
     """[B, U, V + T] float32 scores; PAD and padded positions are -inf."""
     sym, ptr = self.raw_scores(h_BxUxD, pointer_keys_BxTxD)
-    sym = sym.at[..., targets_lib.PAD_ID].set(-jnp.inf)
-    ptr = jnp.where(mask_BxT[:, None, :], ptr, -jnp.inf)
-    return jnp.concatenate([sym, ptr], axis=-1)
+    return masked_scores(sym, ptr, mask_BxT)
 
   def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
     """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""
