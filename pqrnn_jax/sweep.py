@@ -142,17 +142,32 @@ def write_reports(workdir: Path, rows: list[dict], keys: list[str]) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  xs = [k for k in keys if all(isinstance(r[k], int | float) for r in ok)]
+  # Keys held at one value (e.g. a shorter schedule for every point) get no
+  # plot of their own.
+  varying = [k for k in keys if len({str(r[k]) for r in ok}) > 1]
+  xs = [k for k in varying if all(isinstance(r[k], int | float) for r in ok)]
   if any(r.get("int8_bytes") for r in ok):
     xs.append("int8_bytes")
   for x in xs:
-    pts = sorted((r[x], r["exact_match"]) for r in ok if r.get(x))
+    pts = sorted(
+      (r[x], r["exact_match"], ",".join(str(r[k]) for k in varying))
+      for r in ok
+      if r.get(x)
+    )
+    scale = 1e-6 if x == "int8_bytes" else 1  # Bytes shown as MB.
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(*zip(*pts, strict=True), marker="o")
-    ax.set_xlabel(x)
+    ax.plot([p[0] * scale for p in pts], [p[1] for p in pts], marker="o")
+    ax.set_xlabel("int8 .tflite (MB)" if x == "int8_bytes" else x)
     ax.set_ylabel("exact match")
-    if x in ("model.projection_size", "int8_bytes"):
-      ax.set_xscale("log", base=2 if x != "int8_bytes" else 10)
+    if x == "model.projection_size":
+      ax.set_xscale("log", base=2)
+    if x == "int8_bytes":  # Which point is which, and the device budget.
+      for bx, em, label in pts:
+        ax.annotate(
+          label, (bx * scale, em), textcoords="offset points", xytext=(4, -10)
+        )
+      ax.axvline(3.5, color="gray", ls="--", lw=1)
+      ax.text(3.5, ax.get_ylim()[0], " 3.5 MB", color="gray", va="bottom")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(workdir / f"exact_match_vs_{x.replace('.', '_')}.png", dpi=110)
