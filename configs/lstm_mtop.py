@@ -23,6 +23,7 @@ def get_config(lang: str = "en"):
   c = mtop.get_config(lang)
   m = c.model
   m.arch = "lstm"
+  m.token_features, m.word_dropout = (), 0.0  # A word table: whole words.
   m.bottleneck = 512  # D: the decoder LSTM and its embeddings.
   m.dropout = 0.3
   c.train.learning_rate = 1e-3

@@ -7,7 +7,8 @@ data we have), selects on en/eval.txt and tests on en/test.txt. The other
 languages (de es fr hi th) have no train split here: they train on their
 eval.txt and test on test.txt, a small-data check, not an MTOP result.
 Data: $MTOP_DIR or ../shared/data/mtop, or --config.data.data_dir=DIR.
-Expected runtime and metric: see docs/RESULTS.md (measured, with commands).
+Expected: en test exact match 77.6 (greedy) after 12k steps, about 45 min
+on 2 CPU cores alone (docs/RESULTS.md, measured, with commands).
 """
 
 from configs import default
@@ -27,7 +28,15 @@ def get_config(lang: str = "en"):
     d.train_file = f"{lang}/eval.txt"
   d.eval_file = f"{lang}/eval.txt"
   d.test_file = f"{lang}/test.txt"
-  c.train.num_steps = 20000
-  c.eval_every = 2000
+  # Sub-word hashes beside each word, and word dropout so that unseen words
+  # are read from them: +1.3 test EM on en (docs/RESULTS.md).
+  c.model.token_features = ("shape", "prefix3", "suffix3")
+  c.model.word_dropout = 0.1
+  # The measured recipe (docs/RESULTS.md): 12k steps at batch 64 is 49
+  # epochs of en train; eval EM had flattened by then.
+  c.model.max_source_len = 40  # Longest en utterance: 32 tokens.
+  c.train.num_steps = 12000
+  c.train.warmup_steps = 500
+  c.eval_every = 1000
   c.checkpoint_every = 1000
   return c
