@@ -5,7 +5,8 @@
 
 Left: train loss and token accuracy; right: eval exact match, intent
 accuracy and slot F1, per step. Also writes the curves as JSON beside the
-PNG.
+PNG. With --compare NAME=DIR (repeatable), one more plot, `<out>_compare.png`:
+eval exact match of the workdir and of each other run, on one axis.
 """
 
 import argparse
@@ -44,6 +45,13 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True)
   p.add_argument("--out", default="training.png")
+  p.add_argument("--label", default="", help="The workdir's name in --compare.")
+  p.add_argument(
+    "--compare",
+    action="append",
+    default=[],
+    help="NAME=WORKDIR of another run for the exact-match comparison plot.",
+  )
   a = p.parse_args()
   curves = read_scalars(Path(a.workdir))
   if not curves:
@@ -71,6 +79,31 @@ def main():
   keep = {k: v for k, v in curves.items() if k in TRAIN + EVAL}
   Path(a.out).with_suffix(".json").write_text(json.dumps(keep, indent=1))
   print(f"wrote {a.out}")
+  if a.compare:
+    compare(a, curves)
+
+
+def compare(a, curves):
+  """Eval exact match of the main run and the --compare runs, one axis."""
+  runs = {a.label or Path(a.workdir).name: curves}
+  for item in a.compare:
+    name, sep, wd = item.partition("=")
+    if not sep:
+      raise SystemExit(f"--compare {item!r}: expected NAME=WORKDIR")
+    runs[name] = read_scalars(Path(wd))
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name, c in runs.items():
+    if "eval/exact_match" in c:
+      steps, values = zip(*c["eval/exact_match"], strict=True)
+      ax.plot(steps, values, marker="o", label=name)
+  ax.set_xlabel("step")
+  ax.set_ylabel("eval exact match")
+  ax.grid(alpha=0.3)
+  ax.legend(loc="lower right")
+  fig.tight_layout()
+  out = Path(a.out).with_name(Path(a.out).stem + "_compare.png")
+  fig.savefig(out, dpi=110)
+  print(f"wrote {out}")
 
 
 if __name__ == "__main__":

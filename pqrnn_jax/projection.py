@@ -5,7 +5,10 @@ expands fingerprints into F features in {-1, 0, +1} with P(0) = 1/2 and
 P(+1) = P(-1) = 1/4. The expansion uses only uint32 MUL, XOR, logical right
 shift and ADD, the integer ops that convert to TFLite builtins bit-exactly
 (TOOLCHAIN.md 4.3): no `&`, `|`, `<<`, uint32 `-` or `%`, and no logical
-shift on int32, which TFLite turns into an arithmetic one.
+shift on int32, which TFLite turns into an arithmetic one. Bits are read
+as signs (bitcast to int32, then float SIGN/NEG/MAX), never by a shift or
+compare against a constant: the converter stores such a constant broadcast
+to the full [T, W, 32] shape.
 """
 
 from collections.abc import Sequence
@@ -156,6 +159,13 @@ def _fmix32(h, xp):
   return h ^ (h >> xp.uint32(16))
 
 
+def _as_int32(x_u32, xp):
+  """The same 32 bits read as int32 (a bitcast, never a value conversion)."""
+  if xp is np:
+    return x_u32.view(np.int32)
+  return jax.lax.bitcast_convert_type(x_u32, jnp.int32)
+
+
 def _ternary(fps_u32, feature_size: int, xp):
   """Shared body of project/project_np: uint32 [...] -> float32 [..., F]."""
   num_words = _num_words(feature_size)
@@ -165,14 +175,15 @@ def _ternary(fps_u32, feature_size: int, xp):
   # 0) still yields non-zero words.
   state = _fmix32(fps_u32, xp)
   words = _fmix32(state[..., None] + offsets, xp)  # [..., W]
-  # Constants rather than iota, so the exported graph holds plain tensors.
-  shifts = xp.asarray(np.arange(32, dtype=np.uint32))
-  # Bit s of x without `&`: keep it as the top bit by multiplying by 2^31
-  # (uint32 wraps), then shift it back down.
-  bits = ((words[..., None] >> shifts) * xp.uint32(1 << 31)) >> xp.uint32(31)
-  bits = bits.astype(xp.float32).reshape(
-    *bits.shape[:-2], num_words * _FEATURES_PER_WORD, 2
-  )
+  # Bit s of x without `&` or `<<`: multiplying by 2^(31 - s) (uint32
+  # wraps) makes it the top bit, which is the sign of the same bits read as
+  # int32. MUL and LESS broadcast in TFLite; RIGHT_SHIFT does not, and the
+  # converter would store a shift amount at the full [.., T, W, 32] shape
+  # (160 KB at T = 40, 4x that with 3 token features).
+  top = xp.asarray((2 ** (31 - np.arange(32))).astype(np.uint32))
+  signed = _as_int32(words[..., None] * top, xp).astype(xp.float32)
+  bits = xp.maximum(-xp.sign(signed), 0.0)  # 1.0 where negative, else 0.0
+  bits = bits.reshape(*bits.shape[:-2], num_words * _FEATURES_PER_WORD, 2)
   # Subtract in float: uint32 `-` has no TFLite builtin. 00, 11 -> 0;
   # low bit only -> +1; high bit only -> -1.
   features = bits[..., 0] - bits[..., 1]

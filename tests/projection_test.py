@@ -365,3 +365,32 @@ def test_bag_sums_views_and_word_keep_drops_only_the_word():
   got = np.asarray(projection.bag(p, keep))
   want = np.asarray(p.sum(axis=2) - (1 - keep)[..., None] * p[:, :, 0])
   np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tflite_projection_stores_no_full_size_constant():
+  # A shift or compare against a constant gets that constant broadcast to
+  # [1, T, K, W, 32] in the file (655 KB here); the projection must not.
+  tf = pytest.importorskip("tensorflow")
+  jax2tf = pytest.importorskip("jax.experimental.jax2tf")
+  litert = pytest.importorskip("ai_edge_litert.interpreter")
+  f_tf = tf.function(
+    jax2tf.convert(
+      lambda f: projection.bag(projection.project(f, 512)),
+      with_gradient=False,
+    ),
+    input_signature=[tf.TensorSpec((1, 40, 4), tf.int32)],
+    autograph=False,
+  )
+  conv = tf.lite.TFLiteConverter.from_concrete_functions(
+    [f_tf.get_concrete_function()], f_tf
+  )
+  tflite = conv.convert()
+  assert len(tflite) < 100_000, len(tflite)
+  fps = _random_fps((1, 40, 4))
+  interp = litert.Interpreter(model_content=tflite)
+  interp.allocate_tensors()
+  interp.set_tensor(interp.get_input_details()[0]["index"], fps.view(np.int32))
+  interp.invoke()
+  out = interp.get_tensor(interp.get_output_details()[0]["index"])
+  np.testing.assert_array_equal(out, projection.project_np(fps, 512).sum(-2))
