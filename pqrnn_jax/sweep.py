@@ -14,6 +14,7 @@ numeric swept key and against the int8 .tflite bytes.
 """
 
 import argparse
+import ast
 import csv
 import importlib.util
 import itertools
@@ -68,11 +69,26 @@ def parse_sweeps(specs, config) -> list[dict]:
         f"error: --sweep {spec!r}: no config key {key}"
       ) from None
     kind = type(current)
+    if kind in (tuple, list):  # Python literals, `;`-separated: (),("a",)
+      axes.append([(key, _literal(spec, v)) for v in values.split(";")])
+      continue
     cast = (
       (lambda v: v.lower() in ("1", "true", "yes")) if kind is bool else kind
     )
     axes.append([(key, cast(v)) for v in values.split(",")])
   return [dict(p) for p in itertools.product(*axes)]
+
+
+def _literal(spec, text):
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise SystemExit(
+      f"error: --sweep {spec!r}: {text!r} is not a Python literal"
+    ) from None
+  if not isinstance(value, tuple | list):
+    raise SystemExit(f"error: --sweep {spec!r}: {text!r} is not a tuple")
+  return tuple(value)
 
 
 def point_name(overrides: dict) -> str:
@@ -181,7 +197,7 @@ def main(argv=None):
     "--sweep",
     action="append",
     default=[],
-    help="key=v1,v2,... (repeat for a grid)",
+    help='key=v1,v2,... (repeat for a grid); tuple keys: key=();("a","b")',
   )
   p.add_argument("--workdir", required=True)
   p.add_argument("--split", default="test", choices=["eval", "test"])

@@ -48,3 +48,21 @@ def test_bad_sweep_key_is_a_clear_error(tmp_path):
         str(tmp_path),
       ]
     )
+
+
+def test_tuple_keys_sweep_as_semicolon_separated_literals():
+  import pytest
+
+  from configs import tiny
+
+  grid = sweep.parse_sweeps(
+    ['model.token_features=();("shape","suffix3")', "model.heads=1,2"],
+    tiny.get_config(),
+  )
+  assert [g["model.token_features"] for g in grid[::2]] == [
+    (),
+    ("shape", "suffix3"),
+  ]
+  assert [g["model.heads"] for g in grid[:2]] == [1, 2]
+  with pytest.raises(SystemExit, match="not a Python literal"):
+    sweep.parse_sweeps(["model.token_features=(shape"], tiny.get_config())
