@@ -10,9 +10,10 @@ Token-level only: --config.distill.sequence_from_teacher=False. Sequence-level
 only: --config.distill.alpha=0. Parses from an outside teacher (e.g. T5):
 --config.distill.sequence_file=parses.tsv (utterance<TAB>parse lines).
 Same student size and steps as configs/mtop.py. Runtime: as configs/mtop.py
-plus the teacher's forward pass (token-level KD: 16.5 vs 12.2 min wall for the
-small student, shared CPU). Measured (docs/RESULTS.md, "Distillation"): with a teacher
-trained on the same en train data, neither KD beat gold-only training
+plus the teacher's forward pass (token-level KD: 16.5 vs 12.2 min wall for
+the small student, shared CPU). Measured (docs/RESULTS.md, "Distillation"):
+with a teacher trained on the same en train data, neither KD beat gold-only
+training
 (token-level -2.0 EM, sequence-level +0.06); gains need a teacher that knows
 more than the train set, or unlabelled utterances.
 """
