@@ -27,7 +27,7 @@ _FEATURES_PER_WORD = 16
 
 
 def _shape(token: str) -> str:
-  """Character classes with runs collapsed: "Angelika" -> "Xx", "7:30" ->
+  """Character classes with runs collapsed: "Marta" -> "Xx", "7:30" ->
   "d:d", "iPhone" -> "xXx"; capitalisation survives case folding here."""
   out = []
   for ch in token:
@@ -44,7 +44,7 @@ def _shape(token: str) -> str:
 
 
 # Sub-word views of a token, hashed beside the word itself when listed in
-# config.model.token_features: an unseen word ("Raelynn") still shares its
+# config.model.token_features: an unseen word ("Brennick") still shares its
 # shape and affixes with words seen in training. Each maps the original
 # token to a string; affixes are of the case-folded token.
 TOKEN_FEATURES = {
