@@ -13,7 +13,9 @@ latency):
 
   python benchmarks/compare_lstm.py --pqrnn runs/mtop_en --lstm runs/lstm_en
 
-Runtime and exact match: not measured yet on MTOP.
+Measured (docs/RESULTS.md): 2,000 steps, 16 min on 2 CPU cores (shared),
+test exact match 70.31 (pQRNN-MAtt, same steps: 73.19); 6.1 M parameters,
+7.7 MB full-int8 .tflite.
 """
 
 from configs import mtop
