@@ -134,14 +134,7 @@ def write_reports(workdir: Path, rows: list[dict], keys: list[str]) -> None:
     w = csv.DictWriter(f, FIELDS + tuple(keys), extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-  cols = list(keys) + [
-    "status",
-    "params",
-    "int8_bytes",
-    "exact_match",
-    "intent_accuracy",
-    "slot_f1",
-  ]
+  cols = list(keys) + list(FIELDS[1:7])  # status .. slot_f1
   lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
   for r in rows:
     cells = [
