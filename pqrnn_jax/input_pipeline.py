@@ -89,6 +89,7 @@ def encode(
   """
   fps, lens, tgts, tlens = [], [], [], []
   dropped = collections.Counter()
+  k = (1 + len(token_features),) if token_features else ()
   for ex in examples:
     if len(ex.tokens) > max_source_len or not ex.tokens:
       dropped["source_length"] += 1
@@ -104,7 +105,6 @@ def encode(
     if len(acts) > max_target_len:
       dropped["target_length"] += 1
       continue
-    k = (1 + len(token_features),) if token_features else ()
     f = np.zeros((max_source_len, *k), np.uint32)
     f[: len(ex.tokens)] = projection.fingerprint(ex.tokens, token_features)
     t = np.full(max_target_len, targets_lib.PAD_ID, np.int32)

@@ -38,9 +38,10 @@ def build_vocab(fingerprints_NxT, lengths_N, config: model_lib.ModelConfig):
   config.word_min_count times are left out, so that UNK is trained on rare
   words. Ties in frequency keep the smaller fingerprint.
   """
-  fps = np.asarray(fingerprints_NxT)
-  if fps.ndim == 3:  # token_features: the word's hash is column 0.
-    fps = fps[..., 0]
+  # A word table: only the whole-word hash (column 0 with token_features).
+  fps = model_lib.select_fingerprints(
+    np.asarray(fingerprints_NxT), config.token_features, ()
+  )
   real = np.arange(fps.shape[1])[None, :] < np.asarray(lengths_N)[:, None]
   values, counts = np.unique(
     fps[real].astype(np.uint32).view(np.int32), return_counts=True
@@ -167,8 +168,9 @@ class LSTMSeq2Seq(nn.Module):
     t = fingerprints_BxT.shape[1]
     mask_BxT = jnp.arange(t)[None, :] < lengths_B[:, None]
     model_lib.check_fingerprints(fingerprints_BxT, self.config)
-    if fingerprints_BxT.ndim == 3:  # A word table: sub-word hashes unused.
-      fingerprints_BxT = fingerprints_BxT[..., 0]
+    fingerprints_BxT = model_lib.select_fingerprints(  # Whole words only.
+      fingerprints_BxT, self.config.token_features, ()
+    )
     ids_BxT = word_ids(fingerprints_BxT, self.config.words)
     x = self.drop(self.word_embed(ids_BxT), deterministic=deterministic)
     memory_BxTxM = self.encoder(x, lengths_B, mask_BxT)

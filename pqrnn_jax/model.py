@@ -110,22 +110,30 @@ def check_fingerprints(fingerprints, config: ModelConfig) -> None:
     )
 
 
-def select_fingerprints(fingerprints, have: tuple, want: tuple):
-  """Fingerprints computed with token features `have` -> those a model with
-  features `want` reads (e.g. a KD teacher hashing fewer views)."""
-  if tuple(have) == tuple(want):
-    return fingerprints
+def feature_columns(have: tuple, want: tuple):
+  """Columns of fingerprints hashed with token features `have` that a model
+  with features `want` reads: None (all, as they are), 0 (the word only) or
+  a list; raises when `want` needs a feature `have` lacks."""
+  have, want = tuple(have), tuple(want)
+  if have == want:
+    return None
   missing = [f for f in want if f not in have]
   if missing:
     raise ValueError(
       f"the model needs token features {missing} that the inputs lack "
-      f"(inputs have {tuple(have)}): add them to the student's "
+      f"(inputs have {have}): add them to the student's "
       "model.token_features"
     )
-  if not want:
-    return fingerprints[..., 0]
-  cols = [0] + [1 + list(have).index(f) for f in want]
-  return fingerprints[..., np.asarray(cols)]
+  return [0] + [1 + have.index(f) for f in want] if want else 0
+
+
+def select_fingerprints(fingerprints, have: tuple, want: tuple):
+  """Fingerprints computed with token features `have` -> those a model with
+  features `want` reads (e.g. a KD teacher or a word table: fewer views)."""
+  cols = feature_columns(have, want)
+  if cols is None:
+    return fingerprints
+  return fingerprints[..., cols if cols == 0 else np.asarray(cols)]
 
 
 def make_dense(config: ModelConfig):

@@ -89,12 +89,12 @@ def fingerprint(
   features = check_features(features)
   words = [_murmur(t.casefold()) for t in tokens]
   if not features:
-    return np.array(words, dtype=np.uint32).reshape(len(tokens))
+    return np.array(words, dtype=np.uint32)
   cols = [words] + [
     [_murmur(f"{f}\x1f{TOKEN_FEATURES[f](t)}") for t in tokens]
     for f in features
   ]
-  return np.array(cols, dtype=np.uint32).reshape(len(cols), -1).T.copy()
+  return np.array(cols, dtype=np.uint32).T.copy()
 
 
 def fingerprint_batch(
@@ -127,14 +127,10 @@ def bag(features_BxTxKxF, word_keep_BxT=None):
   """Sum of a token's K feature projections [..., T, K, F] -> [..., T, F];
   word_keep (0/1, [..., T]) scales column 0, the whole-word hash (word
   dropout: the model must also read unseen words from shape and affixes)."""
+  p = features_BxTxKxF
   if word_keep_BxT is not None:
-    scale = jnp.ones(features_BxTxKxF.shape[-2], features_BxTxKxF.dtype)
-    first = jnp.arange(features_BxTxKxF.shape[-2]) == 0
-    scale = jnp.where(
-      first, word_keep_BxT[..., None].astype(features_BxTxKxF.dtype), scale
-    )
-    features_BxTxKxF = features_BxTxKxF * scale[..., None]
-  return features_BxTxKxF.sum(axis=-2)
+    p = p.at[..., 0, :].multiply(word_keep_BxT[..., None].astype(p.dtype))
+  return p.sum(axis=-2)
 
 
 def _num_words(feature_size: int) -> int:

@@ -216,11 +216,7 @@ def _load_teacher(config):
       f"{config.model.max_target_len}: the teacher cannot score every step"
     )
   # Fails now, not inside the first jitted step.
-  model_lib.select_fingerprints(
-    np.zeros((1, 1, 1 + len(config.model.token_features)), np.uint32),
-    tuple(config.model.token_features),
-    t_cfg.token_features,
-  )
+  model_lib.feature_columns(config.model.token_features, t_cfg.token_features)
   logging.info(
     "teacher %s: %s", d.teacher_workdir, model_lib.summary(t_cfg, t_params)
   )
