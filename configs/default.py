@@ -62,6 +62,8 @@ def get_config():
   t.weight_decay = 0.01
   t.grad_clip = 1.0
   t.label_smoothing = 0.1
+  t.ema_decay = 0.0  # > 0: also keep an average of the parameters, which is
+  # then what is evaluated and saved to best/ (e.g. 0.999); 0 = off.
   t.buckets = 3  # Length buckets (one compiled shape each).
   t.devices = 0  # Local devices to train on; 0 = all.
   t.stop_after = 0  # Stop (with a checkpoint) after this many steps of this

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import flax
 import jax
@@ -35,8 +36,38 @@ from pqrnn_jax import targets as targets_lib
 TrainState = train_state.TrainState
 
 
+class ParamsEmaState(NamedTuple):
+  ema: optax.Params  # Exponential moving average of the parameters.
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+  """Keeps an exponential moving average of the parameters in the optimizer
+  state (so it is checkpointed and resumed with it); updates pass through.
+
+  Last in a chain: `params + updates` are the parameters after this step.
+  """
+
+  def init_fn(params):
+    return ParamsEmaState(ema=jax.tree.map(jnp.asarray, params))
+
+  def update_fn(updates, state, params):
+    new = optax.apply_updates(params, updates)
+    return updates, ParamsEmaState(
+      ema=optax.incremental_update(new, state.ema, 1.0 - decay)
+    )
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ema_params(opt_state):
+  """The parameter average of `params_ema` in an optimizer state, or None."""
+  found = optax.tree_utils.tree_get_all_with_path(opt_state, "ema")
+  return found[0][1] if found else None
+
+
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
-  """AdamW with linear warmup, cosine decay and global-norm clipping."""
+  """AdamW with linear warmup, cosine decay and global-norm clipping; with
+  `ema_decay`, also an average of the parameters (params_ema)."""
   schedule = optax.warmup_cosine_decay_schedule(
     0.0,
     train_cfg.learning_rate,
@@ -44,10 +75,13 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
     max(train_cfg.num_steps, train_cfg.warmup_steps + 1),
     end_value=train_cfg.learning_rate * 0.01,
   )
-  return optax.chain(
+  parts = [
     optax.clip_by_global_norm(train_cfg.grad_clip),
     optax.adamw(schedule, weight_decay=train_cfg.weight_decay),
-  )
+  ]
+  if train_cfg.ema_decay:
+    parts.append(params_ema(train_cfg.ema_decay))
+  return optax.chain(*parts)
 
 
 def loss_sums(scores_BxUxA, targets_BxU, weights_BxU, label_smoothing):
@@ -392,28 +426,39 @@ def _best_so_far(workdir: Path) -> float:
 
 
 def _periodic_eval(config, workdir, model_cfg, ontology, state, meta, best):
-  """Greedy eval on the eval split; saves to best/ when exact match rises."""
-  params = checkpoints.unreplicate(state.params)
+  """Greedy eval on the eval split; saves to best/ when exact match rises.
+
+  With a parameter average (train.ema_decay) the average is what is scored
+  and saved to best/ (so every inference CLI uses it); the raw parameters
+  are scored too, as `raw_exact_match`, to show what the average adds.
+  """
+  state = checkpoints.unreplicate(state)
   examples = input_pipeline.load_split(config.data, "eval")
   if config.max_eval_examples:
     examples = examples[: config.max_eval_examples]
+
+  def score(params):
+    return evaluate_lib.evaluate_examples(
+      model_cfg,
+      params,
+      ontology,
+      examples,
+      batch_size=config.eval_batch_size,
+      form=config.data.form,
+    )["metrics"]
+
   t0 = time.time()
-  result = evaluate_lib.evaluate_examples(
-    model_cfg,
-    params,
-    ontology,
-    examples,
-    batch_size=config.eval_batch_size,
-    form=config.data.form,
-  )
-  metrics = result["metrics"]
+  ema = ema_params(state.opt_state)
+  metrics = score(state.params if ema is None else ema)
+  if ema is not None:
+    metrics["raw_exact_match"] = score(state.params)["exact_match"]
+    state = state.replace(params=ema)
   metrics["seconds"] = time.time() - t0
   if metrics["exact_match"] > best:
     with checkpoints.manager(workdir / "best", 1) as mgr:
       checkpoints.save(mgr, state, dict(meta, eval=metrics))
       mgr.wait_until_finished()
-    step = int(np.asarray(state.step)[0])
     (workdir / "best" / "best.json").write_text(
-      json.dumps(dict(metrics, step=step), indent=1)
+      json.dumps(dict(metrics, step=int(state.step)), indent=1)
     )
   return metrics

@@ -1,5 +1,6 @@
 """Training: end to end, resume equality, pmap parity, CLIs."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -75,6 +77,37 @@ def test_resume_gives_same_parameters(tmp_path):
   s2, p2 = _params(tmp_path / "resumed")
   assert s1 == s2 == 8
   _assert_trees_close(p1, p2, atol=0)
+
+
+def test_params_ema_is_a_running_average():
+  opt = optax.chain(optax.sgd(1.0), training.params_ema(0.75))
+  params = {"w": jnp.array([0.0, 4.0])}
+  state = opt.init(params)
+  expect = np.array([0.0, 4.0])
+  for g in ([1.0, -1.0], [2.0, 0.0]):
+    updates, state = opt.update({"w": jnp.array(g)}, state, params)
+    params = optax.apply_updates(params, updates)
+    expect = 0.75 * expect + 0.25 * np.asarray(params["w"])
+  np.testing.assert_allclose(training.ema_params(state)["w"], expect, 1e-6)
+  assert training.ema_params(optax.sgd(1.0).init(params)) is None
+
+
+def test_ema_run_scores_and_saves_the_average(tmp_path):
+  cfg = tiny.get_config()
+  cfg.train.ema_decay = 0.5
+  cfg.train.num_steps = cfg.eval_every = cfg.checkpoint_every = 4
+  training.train_and_evaluate(cfg, tmp_path)
+  best = json.loads((tmp_path / "best" / "best.json").read_text())
+  assert best["step"] == 4 and 0.0 <= best["raw_exact_match"] <= 1.0
+  model_cfg, _, best_params, _ = checkpoints.load_for_inference(tmp_path)
+  state = training.create_train_state(cfg, model_cfg, jax.random.key(1))
+  with checkpoints.manager(tmp_path / "checkpoints", 1) as mgr:
+    state = checkpoints.restore_state(mgr, 4, state)
+  _assert_trees_close(best_params, training.ema_params(state.opt_state), 0)
+  raw = jax.tree.leaves(state.params)
+  assert any(
+    not np.allclose(a, b) for a, b in zip(raw, jax.tree.leaves(best_params))
+  )
 
 
 def test_pmap_two_devices_matches_one(tmp_path):
