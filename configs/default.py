@@ -25,6 +25,8 @@ def get_config():
   d.eval_file = ""
   d.test_file = ""
   d.skip_bad_rows = False  # Skip (and count) malformed rows, else raise.
+  d.augment_ratio = 0.0  # Slot-value substituted copies per train example
+  # (pqrnn_jax/augment.py); 0 = off.
   d.form = "decoupled"  # "decoupled" (MTOP) or "full" (TOP): decoding rules.
 
   c.model = m = ml_collections.ConfigDict()

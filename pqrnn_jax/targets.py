@@ -122,7 +122,7 @@ def _check_items(items: Sequence[str]) -> None:
     raise OntologyError(f"not a single tree: {' '.join(items)!r}")
 
 
-def _find_run(run, tokens, start):
+def find_run(run, tokens, start):
   """First position p >= start where tokens[p:p+len(run)] == run, or -1."""
   n = len(run)
   for p in range(start, len(tokens) - n + 1):
@@ -135,7 +135,7 @@ def _align_run(run: list[str], tokens: Sequence[str], last: int) -> list[int]:
   """Positions for a run of consecutive words, preferring a contiguous span
   after the previous pointer (slots follow utterance order in MTOP)."""
   for start in (last + 1, 0):
-    p = _find_run(run, tokens, start)
+    p = find_run(run, tokens, start)
     if p >= 0:
       return list(range(p, p + len(run)))
   out = []

@@ -27,7 +27,7 @@ import optax
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 
-from pqrnn_jax import checkpoints, distill, input_pipeline
+from pqrnn_jax import augment, checkpoints, distill, input_pipeline
 from pqrnn_jax import evaluate as evaluate_lib
 from pqrnn_jax import lstm as lstm_lib
 from pqrnn_jax import model as model_lib
@@ -217,14 +217,20 @@ def _check_finite(sums: dict, step: int) -> None:
 
 
 def setup_data(config, workdir, ontology=None):
-  """Train examples (+ teacher-labelled ones), ontology (built from them
-  unless given), encoded."""
+  """Train examples (+ teacher-labelled ones, + slot-substituted copies of
+  the gold ones), ontology (built from them unless given), encoded."""
   train = input_pipeline.load_split(config.data, "train")
+  substituted = []
+  if config.data.augment_ratio:
+    substituted = augment.augment(
+      train, config.data.augment_ratio, config.seed
+    )
   extra = distill.sequence_examples(config.distill, workdir, train)
   if extra:
     train = distill.mix(
       train, extra, config.distill.sequence_ratio, config.seed
     )
+  train = list(train) + substituted
   if ontology is None:
     ontology = targets_lib.Ontology.build(e.parse for e in train)
   m = config.model
