@@ -6,7 +6,9 @@
 Left: train loss and token accuracy; right: eval exact match, intent
 accuracy and slot F1, per step. Also writes the curves as JSON beside the
 PNG. With --compare NAME=DIR (repeatable), one more plot, `<out>_compare.png`:
-eval exact match of the workdir and of each other run, on one axis.
+eval exact match of the workdir and of each other run, on one axis. Runs
+with a parameter average (train.ema_decay) also show the raw parameters'
+exact match, dashed.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 TRAIN = ("train/loss", "train/token_accuracy")
 EVAL = ("eval/exact_match", "eval/intent_accuracy", "eval/slot_f1")
+RAW = "eval/raw_exact_match"  # Runs with train.ema_decay: raw parameters.
 
 
 def read_scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -64,10 +67,11 @@ def main():
   left.set_xlabel("step")
   left.set_title("training")
   left.legend()
-  for tag in EVAL:
+  for tag in EVAL + (RAW,):
     if tag in curves:
       steps, values = zip(*curves[tag], strict=True)
-      right.plot(steps, values, marker="o", label=tag)
+      style = "--" if tag == RAW else "-"
+      right.plot(steps, values, style, marker="o", label=tag)
   right.set_xlabel("step")
   right.set_title(f"eval ({Path(a.workdir).name})")
   right.set_ylim(0, 1)
@@ -76,7 +80,7 @@ def main():
   fig.tight_layout()
   Path(a.out).parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(a.out, dpi=110)
-  keep = {k: v for k, v in curves.items() if k in TRAIN + EVAL}
+  keep = {k: v for k, v in curves.items() if k in TRAIN + EVAL + (RAW,)}
   Path(a.out).with_suffix(".json").write_text(json.dumps(keep, indent=1))
   print(f"wrote {a.out}")
   if a.compare:
@@ -95,7 +99,12 @@ def compare(a, curves):
   for name, c in runs.items():
     if "eval/exact_match" in c:
       steps, values = zip(*c["eval/exact_match"], strict=True)
-      ax.plot(steps, values, marker="o", label=name)
+      line = ax.plot(steps, values, marker="o", label=name)[0]
+      if RAW in c:  # The EMA run's raw parameters, same colour, dashed.
+        steps, values = zip(*c[RAW], strict=True)
+        ax.plot(
+          steps, values, "--", color=line.get_color(), label=f"{name} (raw)"
+        )
   ax.set_xlabel("step")
   ax.set_ylabel("eval exact match")
   ax.grid(alpha=0.3)
