@@ -29,4 +29,6 @@ def get_config(lang: str = "en"):
   m.bottleneck = 512  # D: the decoder LSTM and its embeddings.
   m.dropout = 0.3
   c.train.learning_rate = 1e-3
+  # Measured (docs/RESULTS.md) without mtop.py's session-3 additions.
+  c.data.augment_ratio, c.train.ema_decay = 0.0, 0.0
   return c
