@@ -30,4 +30,5 @@ def get_config(lang: str = "en"):
   k.sequence_ratio = 1.0
   # Measured (docs/RESULTS.md) without mtop.py's session-3 additions.
   c.data.augment_ratio, c.train.ema_decay = 0.0, 0.0
+  c.model.dropout = 0.1
   return c
