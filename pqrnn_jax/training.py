@@ -438,15 +438,14 @@ def _periodic_eval(config, workdir, model_cfg, ontology, state, meta, best):
   and saved to best/ (so every inference CLI uses it); the raw parameters
   are scored too, as `raw_exact_match`, to show what the average adds.
   """
-  state = checkpoints.unreplicate(state)
   examples = input_pipeline.load_split(config.data, "eval")
   if config.max_eval_examples:
     examples = examples[: config.max_eval_examples]
 
-  def score(params):
+  def score(params):  # Replicated params: device 0's copy is scored.
     return evaluate_lib.evaluate_examples(
       model_cfg,
-      params,
+      checkpoints.unreplicate(params),
       ontology,
       examples,
       batch_size=config.eval_batch_size,
@@ -464,7 +463,8 @@ def _periodic_eval(config, workdir, model_cfg, ontology, state, meta, best):
     with checkpoints.manager(workdir / "best", 1) as mgr:
       checkpoints.save(mgr, state, dict(meta, eval=metrics))
       mgr.wait_until_finished()
+    step = int(np.asarray(state.step)[0])
     (workdir / "best" / "best.json").write_text(
-      json.dumps(dict(metrics, step=int(state.step)), indent=1)
+      json.dumps(dict(metrics, step=step), indent=1)
     )
   return metrics
