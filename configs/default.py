@@ -5,7 +5,8 @@
 Trains the default-size model (about 2.8 M parameters) on generated data;
 expected on 2 CPU cores: a few minutes, eval exact match above 0.9 (see
 docs/RESULTS.md for the measured number). Every key of every config is
-declared here with a one-line comment; variants override values only.
+declared here with a one-line comment; variants override values only
+(the LSTM baseline, configs/lstm_mtop.py, declares its own model keys).
 """
 
 import ml_collections
@@ -17,13 +18,15 @@ def get_config():
   c.distributed = False  # Call jax.distributed.initialize() (multi-host).
 
   c.data = d = ml_collections.ConfigDict()
-  d.source = "synthetic"  # "synthetic" or "files".
+  d.source = "synthetic"  # "synthetic", "files" or "tfds" (MTOP builder).
   d.synthetic_sizes = (6000, 500, 500)  # train, eval, test examples.
   d.synthetic_seed = 0  # Seed of the generated dataset.
   d.data_dir = ""  # Base of relative file paths; "" = $MTOP_DIR or shared.
   d.train_file = ""  # Any format readers.read_examples accepts.
   d.eval_file = ""
   d.test_file = ""
+  d.tfds_language = "en"  # tfds: the MTOP builder config (language).
+  d.tfds_dir = ""  # tfds: where prepared data goes; "" = TFDS default.
   d.skip_bad_rows = False  # Skip (and count) malformed rows, else raise.
   d.augment_ratio = 0.0  # Slot-value substituted copies per train example
   # (pqrnn_jax/augment.py); 0 = off.
@@ -49,12 +52,7 @@ def get_config():
   m.max_target_len = 64  # U_max actions, EOS included.
   m.dtype = "float32"  # "bfloat16" on TPU/GPU; params and loss stay f32.
   m.quant = "none"  # "none" or "int8" (AQT quantization-aware training).
-  m.arch = "pqrnn"  # "pqrnn", or "lstm": the baseline (configs/lstm_mtop.py).
-  m.embed_size = 300  # lstm: word embedding width.
-  m.lstm_hidden = 256  # lstm: encoder hidden per direction (decoder: D).
-  m.word_vocab_size = 20000  # lstm: most frequent train words kept (+UNK).
-  m.word_min_count = 2  # lstm: rarer train words map to UNK.
-  m.embedding_file = ""  # lstm: word2vec/GloVe text file to initialise from.
+  m.arch = "pqrnn"  # models.REGISTRY key; "lstm": configs/lstm_mtop.py.
 
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 64  # Global batch, divisible by the device count.

@@ -28,7 +28,7 @@ def get_config(lang: str = "en"):
   k.temperature = 2.0
   k.sequence_from_teacher = True
   k.sequence_ratio = 1.0
-  # Measured (docs/RESULTS.md) without mtop.py's session-3 additions.
+  # Measured (docs/RESULTS.md) without mtop.py's substitution and EMA.
   c.data.augment_ratio, c.train.ema_decay = 0.0, 0.0
   c.model.dropout = 0.1
   return c

@@ -18,17 +18,30 @@ test exact match 70.31 (pQRNN-MAtt, same steps: 73.19); 6.1 M parameters,
 7.7 MB full-int8 .tflite.
 """
 
+import ml_collections
+
 from configs import mtop
 
 
 def get_config(lang: str = "en"):
   c = mtop.get_config(lang)
-  m = c.model
+  # Its own model keys (baselines/lstm.py LSTMConfig); lengths as mtop.py.
+  m = ml_collections.ConfigDict()
   m.arch = "lstm"
-  m.token_features, m.word_dropout = (), 0.0  # A word table: whole words.
+  m.token_features = ()  # A word table: whole words only.
+  m.embed_size = 300  # E: word embedding width (GloVe-sized).
+  m.lstm_hidden = 256  # Encoder hidden per direction.
   m.bottleneck = 512  # D: the decoder LSTM and its embeddings.
+  m.word_vocab_size = 20000  # Most frequent train words kept (+UNK).
+  m.word_min_count = 2  # Rarer train words map to UNK.
+  m.embedding_file = ""  # word2vec/GloVe text file to initialise from.
   m.dropout = 0.3
+  m.max_source_len = c.model.max_source_len
+  m.max_target_len = c.model.max_target_len
+  m.dtype = "float32"
+  m.quant = "none"  # "int8": AQT on the Dense layers.
+  c.model = m
   c.train.learning_rate = 1e-3
-  # Measured (docs/RESULTS.md) without mtop.py's session-3 additions.
+  # Measured (docs/RESULTS.md) without mtop.py's substitution and EMA.
   c.data.augment_ratio, c.train.ema_decay = 0.0, 0.0
   return c

@@ -33,9 +33,9 @@ def get_config(lang: str = "en"):
   # are read from them: +1.3 test EM on en (docs/RESULTS.md).
   c.model.token_features = ("shape", "prefix3", "suffix3")
   c.model.word_dropout = 0.1
-  # Session 3 (docs/RESULTS.md): dropout 0.2 (+0.8 test EM), then one
-  # slot-value-substituted copy per train example and a parameter average
-  # (together +0.4 more greedy, +0.6 with beam 4).
+  # Dropout 0.2 (+0.8 test EM over 0.1), then one slot-value-substituted
+  # copy per train example and a parameter average (together +0.4 more
+  # greedy, +0.6 with beam 4; docs/RESULTS.md, "MTOP results").
   c.model.dropout = 0.2
   c.data.augment_ratio = 1.0
   c.train.ema_decay = 0.999

@@ -248,18 +248,8 @@ def beam_search(
   variables, memory, mask = _setup(
     model, params, fps_BxT, lengths_B, form, copies=k
   )
-  cache = model.apply(variables, memory, mask, method="init_cache")
-  # Only beam 0 is live at first, or the K beams would all be the same.
-  logp_BxK = jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf)
-  no_actions = jnp.full((b, k, u), PAD_ID, jnp.int32)
-  carry = (
-    cache,
-    jnp.full((b * k,), EOS_ID, jnp.int32),  # BOS is the EOS id.
-    init_state(b * k, jnp),
-    jnp.broadcast_to(logp_BxK, (b, k)),
-    no_actions,
-    jnp.full((b, k), -jnp.inf),  # Finished: penalized scores, actions.
-    no_actions,
+  carry = _beam_init(
+    model.apply(variables, memory, mask, method="init_cache"), b, k, u
   )
 
   def step(carry, t):
@@ -279,17 +269,10 @@ def beam_search(
     grow_BxKA = total_BxKxA.at[:, :, EOS_ID].set(-jnp.inf).reshape(b, -1)
     logp_BxK, idx_BxK = jax.lax.top_k(grow_BxKA, k)
     beam_BxK, act_BxK = idx_BxK // a, (idx_BxK % a).astype(jnp.int32)
-    # Those ending now join the finished pool; earlier ones win ties.
-    ended_BxKxU = live_BxKxU.at[:, :, t].set(EOS_ID)
-    pen = _length_penalty(t + 1, length_penalty)
-    pool_Bx2K = jnp.concatenate([fin_BxK, total_BxKxA[..., EOS_ID] / pen], 1)
-    fin_BxK, pick_BxK = jax.lax.top_k(pool_Bx2K, k)
-    pool_Bx2KxU = jnp.concatenate([fin_BxKxU, ended_BxKxU], axis=1)
-    fin_BxKxU = jnp.take_along_axis(pool_Bx2KxU, pick_BxK[..., None], 1)
-    rows_N = (jnp.arange(b)[:, None] * k + beam_BxK).reshape(-1)
-    # Scalars (the cache step) are shared by all rows.
-    reorder = lambda x: x if x.ndim == 0 else x[rows_N]
-    cache, state = jax.tree.map(reorder, (cache, state))
+    fin_BxK, fin_BxKxU = _join_finished(
+      fin_BxK, fin_BxKxU, live_BxKxU, total_BxKxA, t, length_penalty
+    )
+    cache, state = _reorder_beams((cache, state), beam_BxK)
     live_BxKxU = jnp.take_along_axis(live_BxKxU, beam_BxK[..., None], 1)
     live_BxKxU = live_BxKxU.at[:, :, t].set(act_BxK)
     act_N = act_BxK.reshape(-1)
@@ -298,10 +281,51 @@ def beam_search(
     return carry, None
 
   carry, _ = jax.lax.scan(step, carry, jnp.arange(u))
-  _, _, _, logp_BxK, live_BxKxU, fin_BxK, fin_BxKxU = carry
-  # Pools are sorted, so index 0 is the best of each.
+  return _best(*carry[3:], _length_penalty(u, length_penalty))
+
+
+def _beam_init(cache, b: int, k: int, u: int):
+  """The scan carry before the first step: (cache, previous actions, tree
+  states, live log-probs, live actions, finished scores, finished actions).
+  Only beam 0 is live at first, or the K beams would all be the same."""
+  logp_BxK = jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf)
+  no_actions = jnp.full((b, k, u), PAD_ID, jnp.int32)
+  return (
+    cache,
+    jnp.full((b * k,), EOS_ID, jnp.int32),  # BOS is the EOS id.
+    init_state(b * k, jnp),
+    jnp.broadcast_to(logp_BxK, (b, k)),
+    no_actions,
+    jnp.full((b, k), -jnp.inf),  # Finished: penalized scores, actions.
+    no_actions,
+  )
+
+
+def _join_finished(fin_BxK, fin_BxKxU, live_BxKxU, total_BxKxA, t, alpha):
+  """The K best of the finished pool and of the live hypotheses ending in
+  EOS at step t (penalized scores); earlier ones win ties."""
+  k = fin_BxK.shape[1]
+  ended_BxKxU = live_BxKxU.at[:, :, t].set(EOS_ID)
+  pen = _length_penalty(t + 1, alpha)
+  pool_Bx2K = jnp.concatenate([fin_BxK, total_BxKxA[..., EOS_ID] / pen], 1)
+  fin_BxK, pick_BxK = jax.lax.top_k(pool_Bx2K, k)
+  pool_Bx2KxU = jnp.concatenate([fin_BxKxU, ended_BxKxU], axis=1)
+  return fin_BxK, jnp.take_along_axis(pool_Bx2KxU, pick_BxK[..., None], 1)
+
+
+def _reorder_beams(tree, beam_BxK):
+  """Rows [B * K, ...] of every array in `tree` reordered to the chosen
+  beams; scalars (the cache step) are shared by all rows."""
+  b, k = beam_BxK.shape
+  rows_N = (jnp.arange(b)[:, None] * k + beam_BxK).reshape(-1)
+  return jax.tree.map(lambda x: x if x.ndim == 0 else x[rows_N], tree)
+
+
+def _best(logp_BxK, live_BxKxU, fin_BxK, fin_BxKxU, live_penalty):
+  """(actions [B, U], score [B]): the best finished hypothesis, else (no
+  EOS, unconstrained) the best live one. Pools are sorted: index 0."""
   has_fin = jnp.isfinite(fin_BxK[:, 0])
-  live_B = logp_BxK[:, 0] / _length_penalty(u, length_penalty)
+  live_B = logp_BxK[:, 0] / live_penalty
   actions = jnp.where(has_fin[:, None], fin_BxKxU[:, 0], live_BxKxU[:, 0])
   return actions, jnp.where(has_fin, fin_BxK[:, 0], live_B)
 

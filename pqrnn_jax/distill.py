@@ -10,9 +10,8 @@ Two kinds, combinable:
                   to a file), or a user file of `utterance<TAB>parse` lines
                   made offline (e.g. by a T5 model) is read as it is.
 
-A teacher is any workdir this project can load
-(`checkpoints.load_for_inference`),
-e.g. a wider pQRNN-MAtt. Teacher and student share the teacher's ontology, so
+A teacher is any workdir this project can load (`inference.Parser`), e.g.
+a wider pQRNN-MAtt. Teacher and student share the teacher's ontology, so
 their action spaces are the same.
 
   python -m pqrnn_jax.distill --teacher DIR --input utterances.txt \
@@ -26,8 +25,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from pqrnn_jax import checkpoints, models, projection, train_step
+from pqrnn_jax import model as model_lib
 from pqrnn_jax.data import readers, tokenizer
-from pqrnn_jax.data.example import DataError, Example
+from pqrnn_jax.data.example import Example
 
 HEADER = "id\tutterance\ttokens\tparse"
 
@@ -47,6 +48,56 @@ def kd_loss_sums(student_BxUxA, teacher_BxUxA, weights_BxU, temperature):
   return (t * t * kl * weights_BxU).sum()
 
 
+def make_kd_loss_fn(model, teacher, label_smoothing, alpha, temperature):
+  """(1 - alpha) * CE(gold) + alpha * T^2 KL(teacher_T || student_T); the
+  frozen teacher (a model sharing the ontology) gets its parameters as the
+  step's `frozen` argument and reads its own fingerprint columns."""
+
+  def loss_fn(params, batch, rng, frozen):
+    inputs = model_lib.shift_right(batch["targets"])
+    teacher_scores = jax.lax.stop_gradient(
+      teacher.apply(
+        {"params": frozen},
+        projection.select_columns(
+          batch["fingerprints"],
+          model.config.token_features,
+          teacher.config.token_features,
+        ),
+        batch["lengths"],
+        inputs,
+      )
+    )
+    scores = train_step.student_scores(model, params, batch, rng)
+    sums = train_step.loss_sums(
+      scores, batch["targets"], batch["weights"], label_smoothing
+    )
+    sums["kd"] = kd_loss_sums(
+      scores, teacher_scores, batch["weights"], temperature
+    )
+    return (1.0 - alpha) * sums["loss"] + alpha * sums["kd"], sums
+
+  return loss_fn
+
+
+def load_teacher(config):
+  """(model, params, ontology) of the token-level KD teacher, or None."""
+  d = config.distill
+  if not (d.teacher_workdir and d.alpha > 0):
+    return None
+  t_cfg, t_ont, t_params, _ = checkpoints.load_for_inference(d.teacher_workdir)
+  if t_cfg.max_target_len < config.model.max_target_len:
+    raise ValueError(
+      f"teacher max_target_len {t_cfg.max_target_len} < student's "
+      f"{config.model.max_target_len}: the teacher cannot score every step"
+    )
+  # Fails now, not inside the first jitted step.
+  projection.feature_columns(config.model.token_features, t_cfg.token_features)
+  logging.info(
+    "teacher %s: %s", d.teacher_workdir, models.summary(t_cfg, t_params)
+  )
+  return models.make_model(t_cfg), t_params, t_ont
+
+
 def write_examples(path, examples) -> None:
   """Writes examples as a headed TSV that keeps the exact tokens."""
   lines = [HEADER] + [
@@ -59,21 +110,11 @@ def label_with_teacher(
   teacher_workdir, examples, *, beam_size=4, batch_size=64
 ):
   """Examples re-labelled with the teacher's parses (beam search)."""
-  from pqrnn_jax import checkpoints, evaluate
+  from pqrnn_jax import inference
 
-  model_cfg, ontology, params, cfg = checkpoints.load_for_inference(
-    teacher_workdir
-  )
+  parser = inference.Parser.from_workdir(teacher_workdir, batch_size=batch_size)
   keep = [e for e in examples if e.tokens]
-  parses = evaluate.predict_parses(
-    model_cfg,
-    params,
-    ontology,
-    [e.tokens for e in keep],
-    batch_size=batch_size,
-    beam_size=beam_size,
-    form=cfg.data.form,
-  )
+  parses = parser.parse_tokens([e.tokens for e in keep], beam_size=beam_size)
   return [
     Example(f"teacher:{e.id}", e.locale, e.domain, e.utterance, e.tokens, p)
     for e, p in zip(keep, parses, strict=True)
@@ -132,31 +173,40 @@ def mix(gold, teacher, ratio: float, seed: int):
   return list(gold) + list(picked)
 
 
-def main(argv=None):
-  import argparse
+def main(argv):
+  from pqrnn_jax import cli
 
-  p = argparse.ArgumentParser(description="Label utterances with a teacher.")
-  p.add_argument("--teacher", required=True, help="Teacher workdir.")
-  p.add_argument(
-    "--input",
-    required=True,
-    help="Utterances, one per line (or any readers format).",
-  )
-  p.add_argument("--out", required=True, help="Output TSV.")
-  p.add_argument("--beam", type=int, default=4)
-  p.add_argument("--locale", default="")
-  a = p.parse_args(argv)
+  f = cli.FLAGS
+  cli.no_extra_args(argv)
+  exs = read_input(f.input, f.locale)
+  labelled = label_with_teacher(f.teacher, exs, beam_size=f.beam)
+  write_examples(f.out, labelled)
+  print(f"wrote {len(labelled)} teacher parses to {f.out}")
+
+
+def read_input(path, locale: str = ""):
+  """Examples of any readers format, else plain utterances one per line."""
+  if not Path(path).exists():
+    raise FileNotFoundError(f"no input file {path}")
   try:
-    exs = list(readers.read_examples(a.input))
-  except DataError:  # Plain utterances, one per line: no parse column.
-    exs = read_utterances(a.input, a.locale)
-  try:
-    labelled = label_with_teacher(a.teacher, exs, beam_size=a.beam)
-  except FileNotFoundError as e:
-    raise SystemExit(f"error: {e}") from None
-  write_examples(a.out, labelled)
-  print(f"wrote {len(labelled)} teacher parses to {a.out}")
+    return list(readers.read_examples(path))
+  except readers.DataError:  # Plain utterances: no parse column.
+    return read_utterances(path, locale)
 
 
 if __name__ == "__main__":
-  main()
+  from absl import flags
+
+  from pqrnn_jax import cli
+
+  flags.DEFINE_string("teacher", None, "Teacher workdir.", required=True)
+  flags.DEFINE_string(
+    "input",
+    None,
+    "Utterances, one per line (or any readers format).",
+    required=True,
+  )
+  flags.DEFINE_string("out", None, "Output TSV.", required=True)
+  flags.DEFINE_integer("beam", 4, "Beam size.")
+  flags.DEFINE_string("locale", "", "Locale hint for the tokenizer.")
+  cli.run(main)

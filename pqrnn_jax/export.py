@@ -46,6 +46,7 @@ import numpy as np
 
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import model as model_lib
+from pqrnn_jax import models
 from pqrnn_jax.targets import EOS_ID, PAD_ID
 
 VARIANTS = ("int8", "float", "dynamic")
@@ -53,110 +54,34 @@ METADATA_NAME = "pqrnn_manifest"
 FORMAT = "pqrnn_jax.tflite/1"
 
 
-def export_config(model_cfg):
-  """The exported graph: float, QRNN (or LSTM) unrolled (no WHILE op)."""
-  return model_cfg.replace(pooling="unrolled", quant="none", dropout=0.0)
-
-
-def state_specs(model_cfg, batch: int = 1) -> list:
-  """Decoder state passed from one decode_step to the next, zeros at first:
-  per-layer running sums (pQRNN-MAtt) or the LSTM's (c, h)."""
-  c, d = model_cfg, model_cfg.bottleneck
-  if c.arch == "lstm":
-    return [(n, (batch, d), "float32") for n in ("lstm_c", "lstm_h")]
-  return [(f"sum{i}", (batch, d), "float32") for i in range(c.decoder_layers)]
-
-
 def signature_specs(model_cfg) -> dict:
-  """{signature: {"inputs"|"outputs": [(name, shape, dtype)]}}, batch 1."""
-  c = model_cfg
-  t, d = c.max_source_len, c.bottleneck
-  lstm = c.arch == "lstm"
-  m = 2 * (c.lstm_hidden if lstm else c.qrnn_hidden)
-  cache = [("memory", (1, t, m), "float32")]
-  cache += [("pointer_keys", (1, t, d), "float32")]
-  if not lstm:
-    kv = (1, t, c.heads, d // c.heads)
-    layers = range(c.decoder_layers)
-    cache += [(f"{x}{i}", kv, "float32") for i in layers for x in "kv"]
-  sums = state_specs(c)
-  ids = [("prev_action", (1,), "int32"), ("step", (1,), "int32")]
-  return {
-    "encode": {
-      "inputs": [
-        ("fingerprints", model_lib.fingerprint_shape(c, 1), "int32"),
-        ("length", (1,), "int32"),
-      ],
-      "outputs": cache,
-    },
-    "decode_step": {
-      "inputs": ids + [("length", (1,), "int32")] + cache + sums,
-      "outputs": [
-        ("symbol_scores", (1, c.vocab_size), "float32"),
-        ("pointer_scores", (1, t), "float32"),
-      ]
-      + sums,
-    },
-  }
+  """{signature: {"inputs"|"outputs": [(name, shape, dtype)]}}, batch 1,
+  as the model declares them (its `signatures`)."""
+  cfg = model_cfg.for_export()
+  return models.make_model(cfg).signatures()
 
 
-def _encode(mdl, fingerprints_1xT, length_1):
-  memory, mask = mdl.encode(fingerprints_1xT, length_1)
-  cache = mdl.init_cache(memory, mask)
-  out = {"memory": memory, "pointer_keys": cache["pointer_keys"]}
-  for i, (k, v) in enumerate(cache.get("kv", ())):
-    out[f"k{i}"], out[f"v{i}"] = k, v
-  return out
-
-
-def _decode_step(mdl, named):
-  c = mdl.config
-  t_max = named["memory"].shape[1]
-  layers = range(c.decoder_layers)
-  mask_1xT = jnp.arange(t_max)[None, :] < named["length"][:, None]
-  if c.arch == "lstm":
-    sym, ptr, (c_1xD, h_1xD) = mdl.step_raw(
-      (named["lstm_c"], named["lstm_h"]),
-      named["memory"],
-      mask_1xT,
-      named["pointer_keys"],
-      named["prev_action"],
-    )
-    return {
-      "symbol_scores": sym,
-      "pointer_scores": ptr,
-      "lstm_c": c_1xD,
-      "lstm_h": h_1xD,
-    }
-  cache = {
-    "kv": [(named[f"k{i}"], named[f"v{i}"]) for i in layers],
-    "sums": [named[f"sum{i}"] for i in layers],
-    "pointer_keys": named["pointer_keys"],
-    "step": named["step"][0],
-  }
-  h, cache = mdl.step_hidden(
-    cache, named["memory"], mask_1xT, named["prev_action"]
-  )
-  sym, ptr = mdl.raw_scores(h[:, None], cache["pointer_keys"])
-  out = {"symbol_scores": sym[:, 0], "pointer_scores": ptr[:, 0]}
-  out.update({f"sum{i}": s for i, s in enumerate(cache["sums"])})
-  return out
+def state_names(specs) -> list[str]:
+  """Decoder state: what decode_step both takes and gives back (zeros at
+  the first step)."""
+  outs = {n for n, _, _ in specs["decode_step"]["outputs"]}
+  return [n for n, _, _ in specs["decode_step"]["inputs"] if n in outs]
 
 
 def signature_fns(model_cfg, params) -> dict:
   """Plain JAX functions of the signatures' inputs (positional, in the order
   of `signature_specs`) -> dict of outputs; parameters are constants."""
-  cfg = export_config(model_cfg)
-  model = model_lib.make_model(cfg)
+  cfg = model_cfg.for_export()
+  model = models.make_model(cfg)
   variables = {"params": params}
-  names = [n for n, _, _ in signature_specs(cfg)["decode_step"]["inputs"]]
+  names = [n for n, _, _ in model.signatures()["decode_step"]["inputs"]]
 
   def encode(fingerprints, length):
-    return model.apply(variables, fingerprints, length, method=_encode)
+    return model.apply(variables, fingerprints, length, method="export_encode")
 
   def decode_step(*args):
     named = dict(zip(names, args, strict=True))
-    return model.apply(variables, named, method=_decode_step)
+    return model.apply(variables, named, method="export_decode_step")
 
   return {"encode": encode, "decode_step": decode_step}
 
@@ -170,17 +95,20 @@ def calibration_samples(model_cfg, params, enc, n: int, seed: int = 0):
   lengths, targets = enc.lengths[idx], enc.targets[idx]
   tlens = enc.target_lengths[idx]
   cfg = model_cfg.replace(quant="none")
-  model, variables = model_lib.make_model(cfg), {"params": params}
-  encoded = jax.jit(lambda f, n: model.apply(variables, f, n, method=_encode))(
-    fps, lengths
-  )
+  model, variables = models.make_model(cfg), {"params": params}
+  encoded = jax.jit(
+    lambda f, n: model.apply(variables, f, n, method="export_encode")
+  )(fps, lengths)
   enc_np = {k: np.asarray(v) for k, v in encoded.items()}
   step = jax.jit(
-    lambda named: model.apply(variables, named, method=_decode_step)
+    lambda named: model.apply(variables, named, method="export_decode_step")
   )
   prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
-  sums = {
-    n: np.zeros(shape, np.float32) for n, shape, _ in state_specs(cfg, len(idx))
+  specs = model.signatures()
+  shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
+  state = {
+    k: np.zeros((len(idx),) + tuple(shapes[k][1:]), np.float32)
+    for k in state_names(specs)
   }
   samples = [
     ("encode", {"fingerprints": fps[j : j + 1], "length": lengths[j : j + 1]})
@@ -189,7 +117,7 @@ def calibration_samples(model_cfg, params, enc, n: int, seed: int = 0):
   for t in range(int(tlens.max())):
     named = dict(
       enc_np,
-      **sums,
+      **state,
       prev_action=prev[:, t],
       step=np.full((len(idx),), t, np.int32),
       length=lengths,
@@ -198,7 +126,7 @@ def calibration_samples(model_cfg, params, enc, n: int, seed: int = 0):
       sample = {k: v[j : j + 1] for k, v in named.items()}
       samples.append(("decode_step", sample))
     out = step(named)
-    sums = {k: np.asarray(out[k]) for k in sums}
+    state = {k: np.asarray(out[k]) for k in state}
   return samples
 
 
@@ -207,8 +135,7 @@ def save_saved_model(model_cfg, params, export_dir) -> None:
   import tensorflow as tf
   from jax.experimental import jax2tf
 
-  cfg = export_config(model_cfg)
-  fns, specs = signature_fns(cfg, params), signature_specs(cfg)
+  fns, specs = signature_fns(model_cfg, params), signature_specs(model_cfg)
   module = tf.Module()
   signatures = {}
   for sig, fn in fns.items():
@@ -295,7 +222,7 @@ def check_builtin_only(ops: dict[str, int]) -> None:
 
 def manifest(model_cfg, ontology, form: str, variant: str) -> dict:
   """What a device needs beside the .tflite (see README, On-device)."""
-  specs = signature_specs(export_config(model_cfg))
+  specs = signature_specs(model_cfg)
   return {
     "format": FORMAT,
     "variant": variant,
@@ -407,21 +334,19 @@ def export_workdir(workdir, out, variant="int8", calibration=300, which="best"):
 
 
 def main(argv):
-  from absl import app, flags
+  from pqrnn_jax import cli
 
-  f = flags.FLAGS
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    r = export_workdir(f.workdir, f.out, f.variant, f.calibration, f.checkpoint)
-  except (FileNotFoundError, RuntimeError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  f = cli.FLAGS
+  cli.no_extra_args(argv)
+  r = export_workdir(f.workdir, f.out, f.variant, f.calibration, f.checkpoint)
   print(json.dumps({k: r[k] for k in ("path", "bytes")}))
   print("ops:", " ".join(f"{k}x{v}" for k, v in r["ops"].items()))
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
+
+  from pqrnn_jax import cli
 
   flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
   flags.DEFINE_string("out", None, "Output .tflite path.", required=True)
@@ -429,5 +354,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer(
     "calibration", 300, "Training utterances for int8 calibration."
   )
-  flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
-  app.run(main)
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which one.")
+  cli.run(main, errors=(RuntimeError,))  # A failed conversion: one line.

@@ -35,22 +35,38 @@ def default_mtop_dir() -> Path:
   return Path(__file__).resolve().parents[2] / "shared" / "data" / "mtop"
 
 
+def _base_dir(data_cfg) -> Path:
+  return Path(data_cfg.data_dir) if data_cfg.data_dir else default_mtop_dir()
+
+
 def load_split(data_cfg, split: str):
   """Examples of one split ("train", "eval" or "test") as configured.
 
-  data_cfg.source is "synthetic" (generated, sizes from the config) or
+  data_cfg.source is "synthetic" (generated, sizes from the config),
   "files" (data_cfg.<split>_file, a path readers.read_examples accepts;
-  relative paths are taken under data_cfg.data_dir or $MTOP_DIR).
+  relative paths are taken under data_cfg.data_dir or $MTOP_DIR) or "tfds"
+  (the MTOP builder of data/mtop_tfds.py, language data_cfg.tfds_language,
+  with data_dir or $MTOP_DIR as its manual_dir).
   """
   if data_cfg.source == "synthetic":
     sizes = data_cfg.synthetic_sizes
     return synthetic.splits(*sizes, seed=data_cfg.synthetic_seed)[split]
+  if data_cfg.source == "tfds":
+    from pqrnn_jax.data import mtop_tfds  # TF import: only when asked for.
+
+    return mtop_tfds.load(
+      data_cfg.tfds_language,
+      split,
+      manual_dir=_base_dir(data_cfg),
+      data_dir=data_cfg.tfds_dir or None,
+    )
   if data_cfg.source != "files":
     raise ValueError(
-      f"config.data.source={data_cfg.source!r}: use 'synthetic' or 'files'"
+      f"config.data.source={data_cfg.source!r}: use 'synthetic', 'files' "
+      "or 'tfds'"
     )
   name = data_cfg[f"{split}_file"]
-  base = Path(data_cfg.data_dir) if data_cfg.data_dir else default_mtop_dir()
+  base = _base_dir(data_cfg)
   path = Path(name) if Path(name).is_absolute() else base / name
   if not path.exists():
     raise FileNotFoundError(
@@ -87,9 +103,8 @@ def encode(
   pointers would be cut), its actions do not fit max_target_len, a slot word
   is not a source token, or a label is not in the ontology.
   """
-  fps, lens, tgts, tlens = [], [], [], []
+  kept, tgts, tlens = [], [], []
   dropped = collections.Counter()
-  k = (1 + len(token_features),) if token_features else ()
   for ex in examples:
     if len(ex.tokens) > max_source_len or not ex.tokens:
       dropped["source_length"] += 1
@@ -105,12 +120,9 @@ def encode(
     if len(acts) > max_target_len:
       dropped["target_length"] += 1
       continue
-    f = np.zeros((max_source_len, *k), np.uint32)
-    f[: len(ex.tokens)] = projection.fingerprint(ex.tokens, token_features)
     t = np.full(max_target_len, targets_lib.PAD_ID, np.int32)
     t[: len(acts)] = acts
-    fps.append(f), lens.append(len(ex.tokens))
-    tgts.append(t), tlens.append(len(acts))
+    kept.append(ex.tokens), tgts.append(t), tlens.append(len(acts))
   if dropped:
     logging.warning(
       "dropped %d of %d examples: %s",
@@ -118,11 +130,12 @@ def encode(
       len(examples),
       dict(dropped),
     )
-  if not fps:
+  if not kept:
     raise ValueError(f"no usable example among {len(examples)}: {dropped}")
+  fps, lens, _ = projection.featurize(kept, max_source_len, token_features)
   return Encoded(
-    np.stack(fps),
-    np.asarray(lens, np.int32),
+    fps,
+    lens,
     np.stack(tgts),
     np.asarray(tlens, np.int32),
     dropped,
@@ -220,10 +233,6 @@ def make_batch(enc: Encoded, idx, shape, batch_size, pi=0, pc=1) -> dict:
   }
 
 
-def eval_batches(enc: Encoded, batch_size: int):
-  """Every example once, in order, padded to full fixed-shape batches."""
-  n = len(enc.lengths)
-  shape = (enc.fingerprints.shape[1], enc.targets.shape[1])
-  for start in range(0, n, batch_size):
-    idx = np.arange(start, min(start + batch_size, n))
-    yield idx, make_batch(enc, idx, shape, batch_size)
+def shard(batch: dict, n: int) -> dict:
+  """[B, ...] arrays -> [n, B / n, ...], one slice per local device."""
+  return {k: x.reshape(n, -1, *x.shape[1:]) for k, x in batch.items()}

@@ -17,6 +17,7 @@ import numpy as np
 from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import projection, qrnn
 from pqrnn_jax import targets as targets_lib
+from pqrnn_jax.pointer_head import PointerHead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,14 +48,7 @@ class ModelConfig:
   max_target_len: int = 64  # U_max: actions including EOS.
   dtype: str = "float32"  # Compute dtype; params, softmax and loss: float32.
   quant: str = "none"  # "none" or "int8" (AQT; see quant.py).
-  arch: str = "pqrnn"  # "pqrnn", or "lstm": the baseline of lstm.py.
-  embed_size: int = 300  # lstm: word embedding width E.
-  lstm_hidden: int = 256  # lstm: encoder H per direction; D is the decoder's.
-  word_vocab_size: int = 20000  # lstm: most frequent train words kept.
-  word_min_count: int = 2  # lstm: rarer train words are UNK.
-  embedding_file: str = ""  # lstm: word2vec/GloVe text vectors to start from.
-  # lstm: sorted int32 fingerprints of the words, set by training.py.
-  words: tuple[int, ...] = dataclasses.field(default=(), repr=False)
+  arch: str = "pqrnn"  # The model registry key (models.py).
 
   def __post_init__(self):
     if self.pooling not in qrnn.POOLING:
@@ -63,80 +57,34 @@ class ModelConfig:
       )
     if self.bottleneck % self.heads:
       raise ValueError(f"bottleneck {self.bottleneck} % heads {self.heads}")
-    if self.quant not in ("none", "int8"):
-      raise ValueError(f"quant={self.quant!r}: choose 'none' or 'int8'")
-    if self.arch not in ("pqrnn", "lstm"):
-      raise ValueError(f"arch={self.arch!r}: choose 'pqrnn' or 'lstm'")
+    check_common(self)
     if not 0.0 <= self.word_dropout < 1.0:
       raise ValueError(f"word_dropout={self.word_dropout}: need [0, 1)")
-    # JSON meta gives a list back; a tuple keeps the config hashable.
-    object.__setattr__(self, "words", tuple(self.words))
-    object.__setattr__(
-      self, "token_features", projection.check_features(self.token_features)
-    )
-
-  @classmethod
-  def from_config(cls, model_cfg, vocab_size: int) -> "ModelConfig":
-    """From an ml_collections ConfigDict (config.model) and the ontology."""
-    d = dict(
-      model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else model_cfg
-    )
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-      raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-    return cls(vocab_size=vocab_size, **d)
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)
 
+  def fit(self, enc, saved=None) -> "ModelConfig":
+    """Nothing to learn from the training data (a hashing projection)."""
+    del enc, saved
+    return self
 
-def fingerprint_shape(config: ModelConfig, batch: int) -> tuple[int, ...]:
-  """[B, T_max], or [B, T_max, 1 + K] with K token_features."""
-  k = len(config.token_features)
-  return (batch, config.max_source_len) + ((1 + k,) if k else ())
-
-
-def check_fingerprints(fingerprints, config: ModelConfig) -> None:
-  """Raises (at trace time) when the fingerprints' rank or feature count do
-  not match the config: a model trained with token_features needs them."""
-  k = len(config.token_features)
-  want = f"[B, T, {1 + k}] (word + {config.token_features})" if k else "[B, T]"
-  ok = fingerprints.ndim == 3 and fingerprints.shape[2] == 1 + k
-  if not (ok if k else fingerprints.ndim == 2):
-    raise ValueError(
-      f"fingerprints of shape {tuple(fingerprints.shape)}, the model wants "
-      f"{want}: compute them with projection.fingerprint(tokens, "
-      "config.token_features)"
-    )
+  def for_export(self) -> "ModelConfig":
+    """The exported graph: float, QRNN unrolled (no WHILE op), no dropout."""
+    return self.replace(pooling="unrolled", quant="none", dropout=0.0)
 
 
-def feature_columns(have: tuple, want: tuple):
-  """Columns of fingerprints hashed with token features `have` that a model
-  with features `want` reads: None (all, as they are), 0 (the word only) or
-  a list; raises when `want` needs a feature `have` lacks."""
-  have, want = tuple(have), tuple(want)
-  if have == want:
-    return None
-  missing = [f for f in want if f not in have]
-  if missing:
-    raise ValueError(
-      f"the model needs token features {missing} that the inputs lack "
-      f"(inputs have {have}): add them to the student's "
-      "model.token_features"
-    )
-  return [0] + [1 + have.index(f) for f in want] if want else 0
+def check_common(config) -> None:
+  """Checks shared by every model config; token_features becomes a tuple
+  (JSON meta gives a list back; a tuple keeps the config hashable)."""
+  if config.quant not in ("none", "int8"):
+    raise ValueError(f"quant={config.quant!r}: choose 'none' or 'int8'")
+  object.__setattr__(
+    config, "token_features", projection.check_features(config.token_features)
+  )
 
 
-def select_fingerprints(fingerprints, have: tuple, want: tuple):
-  """Fingerprints computed with token features `have` -> those a model with
-  features `want` reads (e.g. a KD teacher or a word table: fewer views)."""
-  cols = feature_columns(have, want)
-  if cols is None:
-    return fingerprints
-  return fingerprints[..., cols if cols == 0 else np.asarray(cols)]
-
-
-def make_dense(config: ModelConfig):
+def make_dense(config):
   """The Dense constructor every layer uses: float, or AQT int8."""
   dtype = jnp.dtype(config.dtype)
   if config.quant == "int8":
@@ -146,7 +94,7 @@ def make_dense(config: ModelConfig):
   return functools.partial(nn.Dense, dtype=dtype, param_dtype=jnp.float32)
 
 
-def make_einsum(config: ModelConfig):
+def make_einsum(config):
   """Constructor of activation x activation einsums: None (jnp.einsum) or
   AQT int8."""
   if config.quant == "int8":
@@ -156,22 +104,54 @@ def make_einsum(config: ModelConfig):
   return None
 
 
-def masked_scores(sym_BxUxV, ptr_BxUxT, mask_BxT):
-  """[B, U, V + T] action scores: PAD and pointers past the length -inf."""
-  sym = sym_BxUxV.at[..., targets_lib.PAD_ID].set(-jnp.inf)
-  ptr = jnp.where(mask_BxT[:, None, :], ptr_BxUxT, -jnp.inf)
-  return jnp.concatenate([sym, ptr], axis=-1)
+def shift_right(actions_BxU):
+  """Decoder inputs: BOS (the EOS id) then the actions, dropping the last."""
+  bos = jnp.full_like(actions_BxU[:, :1], targets_lib.EOS_ID)
+  return jnp.concatenate([bos, actions_BxU[:, :-1]], axis=1)
 
 
-def embed_actions(actions_BxU, memory_BxTxM, vocab_size, symbol_embed, copy_in):
-  """Decoder inputs [B, U, D]: a symbol's embedding, or for a pointer the
-  encoder state at the pointed position through `copy_in`."""
-  is_ptr = actions_BxU >= vocab_size
-  sym = symbol_embed(jnp.where(is_ptr, 0, actions_BxU))
-  pos = jnp.clip(actions_BxU - vocab_size, 0, memory_BxTxM.shape[1] - 1)
-  copied = jnp.take_along_axis(memory_BxTxM, pos[..., None], axis=1)
-  copied = copy_in(copied).astype(sym.dtype)
-  return jnp.where(is_ptr[..., None], copied, sym)
+def encode_signature(config, memory_width: int, cache) -> dict:
+  """The `encode` signature every model shares: fingerprints and length in,
+  memory, pointer keys and `cache` [(name, shape, dtype)] out (batch 1)."""
+  t = config.max_source_len
+  fps = projection.input_shape(config.token_features, t, 1)
+  return {
+    "inputs": [("fingerprints", fps, "int32"), ("length", (1,), "int32")],
+    "outputs": [
+      ("memory", (1, t, memory_width), "float32"),
+      ("pointer_keys", (1, t, config.bottleneck), "float32"),
+    ]
+    + list(cache),
+  }
+
+
+def step_signature(config, encoded, state) -> dict:
+  """The `decode_step` signature: previous action, step, length, the
+  `encode` outputs and the decoder `state` in; unmasked symbol and pointer
+  scores and the next `state` out (batch 1)."""
+  ids = [("prev_action", (1,), "int32"), ("step", (1,), "int32")]
+  return {
+    "inputs": ids + [("length", (1,), "int32")] + encoded + list(state),
+    "outputs": [
+      ("symbol_scores", (1, config.vocab_size), "float32"),
+      ("pointer_scores", (1, config.max_source_len), "float32"),
+    ]
+    + list(state),
+  }
+
+
+def export_signatures(config, memory_width: int, cache, state) -> dict:
+  """{"encode"|"decode_step": {"inputs"|"outputs": [(name, shape, dtype)]}}."""
+  enc = encode_signature(config, memory_width, cache)
+  return {
+    "encode": enc,
+    "decode_step": step_signature(config, enc["outputs"], state),
+  }
+
+
+def source_mask(lengths_B, t: int):
+  """[B, T] bool: real source positions."""
+  return jnp.arange(t)[None, :] < lengths_B[:, None]
 
 
 class Seq2Seq(nn.Module):
@@ -198,8 +178,8 @@ class Seq2Seq(nn.Module):
       dtype=jnp.dtype(c.dtype),
       name="encoder",
     )
-    self.symbol_embed = nn.Embed(c.vocab_size, c.bottleneck, name="symbols")
-    self.copy_in = dense(c.bottleneck, name="copy_in")
+    self.head = PointerHead(c.vocab_size, c.bottleneck, dense, einsum)
+    nn.share_scope(self, self.head)  # Its parameters at the top level.
     self.position_embed = nn.Embed(
       c.max_target_len, c.bottleneck, name="positions"
     )
@@ -215,21 +195,14 @@ class Seq2Seq(nn.Module):
       )
       for i in range(c.decoder_layers)
     ]
-    self.symbol_out = dense(c.vocab_size, name="symbol_out")
-    self.pointer_q = dense(c.bottleneck, use_bias=False, name="pointer_q")
-    self.pointer_k = dense(c.bottleneck, use_bias=False, name="pointer_k")
-    self.pointer_einsum = (
-      einsum(name="pointer_einsum") if einsum else jnp.einsum
-    )
     self.drop = nn.Dropout(c.dropout)
 
   def encode(self, fingerprints_BxT, lengths_B, deterministic=True):
     """Fingerprints (uint32 or bitcast int32) [B, T], or [B, T, 1 + K] with
     token_features -> memory [B, T, 2H], mask [B, T]."""
     c = self.config
-    t = fingerprints_BxT.shape[1]
-    mask_BxT = jnp.arange(t)[None, :] < lengths_B[:, None]
-    check_fingerprints(fingerprints_BxT, c)
+    mask_BxT = source_mask(lengths_B, fingerprints_BxT.shape[1])
+    projection.check_input(fingerprints_BxT, c.token_features)
     p_BxTxF = projection.project(fingerprints_BxT, c.projection_size)
     if c.token_features:
       keep = None
@@ -244,39 +217,16 @@ class Seq2Seq(nn.Module):
     memory_BxTxM = self.encoder(x, mask_BxT, deterministic)
     return memory_BxTxM, mask_BxT
 
-  def _embed_actions(self, actions_BxU, memory_BxTxM):
-    return embed_actions(
-      actions_BxU,
-      memory_BxTxM,
-      self.config.vocab_size,
-      self.symbol_embed,
-      self.copy_in,
-    )
-
-  def raw_scores(self, h_BxUxD, pointer_keys_BxTxD):
-    """Unmasked float32 scores: symbols [B, U, V], pointers [B, U, T]."""
-    sym = self.symbol_out(h_BxUxD).astype(jnp.float32)
-    q = self.pointer_q(h_BxUxD).astype(jnp.float32)
-    ptr = self.pointer_einsum(
-      "bud,btd->but", q, pointer_keys_BxTxD.astype(q.dtype)
-    )
-    return sym, ptr / jnp.sqrt(jnp.float32(q.shape[-1]))
-
-  def _scores(self, h_BxUxD, pointer_keys_BxTxD, mask_BxT):
-    """[B, U, V + T] float32 scores; PAD and padded positions are -inf."""
-    sym, ptr = self.raw_scores(h_BxUxD, pointer_keys_BxTxD)
-    return masked_scores(sym, ptr, mask_BxT)
-
   def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
     """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""
     u = inputs_BxU.shape[1]
-    y = self._embed_actions(inputs_BxU, memory_BxTxM)
+    y = self.head.embed(inputs_BxU, memory_BxTxM)
     y = y + self.position_embed(jnp.arange(u))[None]
     y = self.drop(y, deterministic=deterministic)
     for layer in self.layers:
       kv = layer.memory_kv(memory_BxTxM)
       y = layer(y, kv, mask_BxT, deterministic)
-    return self._scores(y, self.pointer_k(memory_BxTxM), mask_BxT)
+    return self.head.scores(y, self.head.keys(memory_BxTxM), mask_BxT)
 
   def init_cache(self, memory_BxTxM, mask_BxT):
     """Decoding state: keys/values per layer, running sums, step 0."""
@@ -285,14 +235,14 @@ class Seq2Seq(nn.Module):
     return {
       "kv": [layer.memory_kv(memory_BxTxM) for layer in self.layers],
       "sums": [jnp.zeros((b, d), jnp.float32) for _ in self.layers],
-      "pointer_keys": self.pointer_k(memory_BxTxM),
+      "pointer_keys": self.head.keys(memory_BxTxM),
       "step": jnp.zeros((), jnp.int32),
     }
 
   def step_hidden(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
     """One step up to the decoder output: (h [B, D], cache)."""
     t = cache["step"]
-    y = self._embed_actions(prev_actions_B[:, None], memory_BxTxM)[:, 0]
+    y = self.head.embed(prev_actions_B[:, None], memory_BxTxM)[:, 0]
     y = y + self.position_embed(t)[None]
     sums = []
     for layer, kv, s in zip(
@@ -305,8 +255,8 @@ class Seq2Seq(nn.Module):
   def decode_step(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
     """One step: previous action ids [B] -> (scores [B, V + T], cache)."""
     y, cache = self.step_hidden(cache, memory_BxTxM, mask_BxT, prev_actions_B)
-    scores = self._scores(y[:, None], cache["pointer_keys"], mask_BxT)[:, 0]
-    return scores, cache
+    scores = self.head.scores(y[:, None], cache["pointer_keys"], mask_BxT)
+    return scores[:, 0], cache
 
   def __call__(
     self, fingerprints_BxT, lengths_B, inputs_BxU, deterministic=True
@@ -314,28 +264,44 @@ class Seq2Seq(nn.Module):
     memory, mask = self.encode(fingerprints_BxT, lengths_B, deterministic)
     return self.decode(memory, mask, inputs_BxU, deterministic)
 
+  # -- What the model exports (export.py converts these, batch 1) ---------
 
-def make_model(config: ModelConfig) -> nn.Module:
-  """Seq2Seq, or for arch "lstm" the LSTMSeq2Seq baseline (same methods)."""
-  if config.arch == "lstm":
-    from pqrnn_jax import lstm  # lstm imports this module.
+  def signatures(self) -> dict:
+    """Export signatures: the cache is each layer's memory keys/values, the
+    decoder state each layer's running sum."""
+    c = self.config
+    kv = (1, c.max_source_len, c.heads, c.bottleneck // c.heads)
+    layers = range(c.decoder_layers)
+    cache = [(f"{x}{i}", kv, "float32") for i in layers for x in "kv"]
+    state = [(f"sum{i}", (1, c.bottleneck), "float32") for i in layers]
+    return export_signatures(c, 2 * c.qrnn_hidden, cache, state)
 
-    return lstm.LSTMSeq2Seq(config)
-  return Seq2Seq(config)
+  def export_encode(self, fingerprints_1xT, length_1) -> dict:
+    """`encode`: named outputs of the signature."""
+    memory, mask = self.encode(fingerprints_1xT, length_1)
+    cache = self.init_cache(memory, mask)
+    out = {"memory": memory, "pointer_keys": cache["pointer_keys"]}
+    for i, (k, v) in enumerate(cache["kv"]):
+      out[f"k{i}"], out[f"v{i}"] = k, v
+    return out
 
-
-def shift_right(actions_BxU):
-  """Decoder inputs: BOS (the EOS id) then the actions, dropping the last."""
-  bos = jnp.full_like(actions_BxU[:, :1], targets_lib.EOS_ID)
-  return jnp.concatenate([bos, actions_BxU[:, :-1]], axis=1)
-
-
-def init_params(config: ModelConfig, rng, batch: int = 1):
-  """Float32 parameters for the fixed shapes of `config`."""
-  fps = jnp.zeros(fingerprint_shape(config, batch), jnp.uint32)
-  lengths = jnp.ones((batch,), jnp.int32)
-  inputs = jnp.zeros((batch, config.max_target_len), jnp.int32)
-  return make_model(config).init(rng, fps, lengths, inputs)["params"]
+  def export_decode_step(self, named: dict) -> dict:
+    """`decode_step`: named inputs -> named outputs, scores unmasked."""
+    layers = range(self.config.decoder_layers)
+    mask_1xT = source_mask(named["length"], named["memory"].shape[1])
+    cache = {
+      "kv": [(named[f"k{i}"], named[f"v{i}"]) for i in layers],
+      "sums": [named[f"sum{i}"] for i in layers],
+      "pointer_keys": named["pointer_keys"],
+      "step": named["step"][0],
+    }
+    h, cache = self.step_hidden(
+      cache, named["memory"], mask_1xT, named["prev_action"]
+    )
+    sym, ptr = self.head.raw_scores(h[:, None], cache["pointer_keys"])
+    out = {"symbol_scores": sym[:, 0], "pointer_scores": ptr[:, 0]}
+    out.update({f"sum{i}": s for i, s in enumerate(cache["sums"])})
+    return out
 
 
 def param_count(params) -> int:
@@ -349,10 +315,6 @@ def param_breakdown(params) -> dict[str, int]:
 
 def summary(config: ModelConfig, params) -> str:
   """One line: parameter count and int8 size."""
-  if config.arch == "lstm":
-    from pqrnn_jax import lstm
-
-    return lstm.summary(config, params)
   n = param_count(params)
   return (
     f"pQRNN-MAtt: {n:,} params, {n / 1e6:.2f} MB int8 "

@@ -9,44 +9,34 @@ maximum is truncated with a warning; an empty one is refused.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from pqrnn_jax import checkpoints, evaluate
+from pqrnn_jax import cli, inference
 from pqrnn_jax.data import tokenizer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
 flags.DEFINE_integer("beam", 1, "Beam size (1: greedy).")
-flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which one.")
 flags.DEFINE_string("locale", "", "Locale hint for the tokenizer.")
 
 
 def main(argv):
-  utterances = argv[1:] or [line.rstrip("\n") for line in sys.stdin]
+  utterances = cli.no_extra_args(argv, allowed=True) or [
+    line.rstrip("\n") for line in sys.stdin
+  ]
   if not utterances:
-    sys.exit("error: no utterance given (pass them as arguments or on stdin)")
+    raise ValueError("no utterance given (pass them as arguments or on stdin)")
   token_lists = [tokenizer.tokenize(u, locale=FLAGS.locale) for u in utterances]
   for i, toks in enumerate(token_lists):
     if not toks:
-      sys.exit(f"error: utterance #{i + 1} is empty: nothing to parse")
-  try:
-    model_cfg, ontology, params, config = checkpoints.load_for_inference(
-      FLAGS.workdir, FLAGS.checkpoint
-    )
-  except FileNotFoundError as e:
-    sys.exit(f"error: {e}")
-  parses = evaluate.predict_parses(
-    model_cfg,
-    params,
-    ontology,
-    token_lists,
-    batch_size=16,
-    beam_size=FLAGS.beam,
-    form=config.data.form,
+      raise ValueError(f"utterance #{i + 1} is empty: nothing to parse")
+  parser = inference.Parser.from_workdir(
+    FLAGS.workdir, FLAGS.checkpoint, batch_size=16
   )
-  for p in parses:
+  for p in parser.parse_tokens(token_lists, beam_size=FLAGS.beam):
     print(p)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,6 +11,7 @@ compare against a constant: the converter stores such a constant broadcast
 to the full [T, W, 32] shape.
 """
 
+import logging
 from collections.abc import Sequence
 
 import jax
@@ -121,6 +122,76 @@ def fingerprint_batch(
     fps[i, : len(tokens)] = fingerprint(tokens, features)
     lengths[i] = len(tokens)
   return fps, lengths
+
+
+def featurize(token_lists, max_len: int, features=(), *, truncate=True):
+  """The one path from token lists to model inputs: uint32 fingerprints
+  [N, max_len] ([N, max_len, 1 + K] with K features), int32 lengths [N],
+  and how many lists were cut to max_len (with one warning; the model
+  cannot see past T_max). An empty list is refused."""
+  empty = [i for i, t in enumerate(token_lists) if not t]
+  if empty:
+    raise ValueError(f"input #{empty[0]} is empty: nothing to parse")
+  too_long = [i for i, t in enumerate(token_lists) if len(t) > max_len]
+  if too_long and truncate:
+    logging.warning(
+      "%d input(s) longer than the model's maximum of %d tokens were "
+      "truncated (first: #%d with %d tokens)",
+      len(too_long),
+      max_len,
+      too_long[0],
+      len(token_lists[too_long[0]]),
+    )
+  fps, lengths = fingerprint_batch(
+    [list(t) for t in token_lists], max_len, truncate, features
+  )
+  return fps, lengths, len(too_long)
+
+
+def input_shape(features, max_len: int, batch: int) -> tuple[int, ...]:
+  """[B, T_max], or [B, T_max, 1 + K] with K token features."""
+  k = len(features)
+  return (batch, max_len) + ((1 + k,) if k else ())
+
+
+def check_input(fingerprints, features) -> None:
+  """Raises (at trace time) when the fingerprints' rank or column count do
+  not match the model's token features."""
+  k = len(features)
+  want = f"[B, T, {1 + k}] (word + {tuple(features)})" if k else "[B, T]"
+  ok = fingerprints.ndim == 3 and fingerprints.shape[2] == 1 + k
+  if not (ok if k else fingerprints.ndim == 2):
+    raise ValueError(
+      f"fingerprints of shape {tuple(fingerprints.shape)}, the model wants "
+      f"{want}: compute them with projection.featurize(token_lists, "
+      "max_len, config.token_features)"
+    )
+
+
+def feature_columns(have: tuple, want: tuple):
+  """Columns of fingerprints hashed with token features `have` that a model
+  with features `want` reads: None (all, as they are), 0 (the word only) or
+  a list; raises when `want` needs a feature `have` lacks."""
+  have, want = tuple(have), tuple(want)
+  if have == want:
+    return None
+  missing = [f for f in want if f not in have]
+  if missing:
+    raise ValueError(
+      f"the model needs token features {missing} that the inputs lack "
+      f"(inputs have {have}): add them to the student's "
+      "model.token_features"
+    )
+  return [0] + [1 + have.index(f) for f in want] if want else 0
+
+
+def select_columns(fingerprints, have: tuple, want: tuple):
+  """Fingerprints computed with token features `have` -> those a model with
+  features `want` reads (e.g. a KD teacher or a word table: fewer views)."""
+  cols = feature_columns(have, want)
+  if cols is None:
+    return fingerprints
+  return fingerprints[..., cols if cols == 0 else np.asarray(cols)]
 
 
 def bag(features_BxTxKxF, word_keep_BxT=None):

@@ -13,14 +13,10 @@ DIR/results.csv, DIR/results.md and PNG plots of exact match against each
 numeric swept key and against the int8 .tflite bytes.
 """
 
-import argparse
 import ast
 import csv
-import importlib.util
 import itertools
 import json
-import logging
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -39,25 +35,13 @@ FIELDS = (
 )
 
 
-def load_config(spec: str):
-  """A config file `path[:arg]`, as train.py's --config takes it."""
-  sys.path.insert(0, str(Path.cwd()))  # Configs import `configs.default`.
-  path, _, arg = spec.partition(":")
-  if not Path(path).exists():
-    raise SystemExit(f"error: no config file {path}")
-  sp = importlib.util.spec_from_file_location("sweep_config", path)
-  mod = importlib.util.module_from_spec(sp)
-  sp.loader.exec_module(mod)
-  return mod.get_config(arg) if arg else mod.get_config()
-
-
 def parse_sweeps(specs, config) -> list[dict]:
   """["a.b=1,2", "c=x"] -> grid of {key: typed value} (checked keys)."""
   axes = []
   for spec in specs:
     key, sep, values = spec.partition("=")
     if not sep or not values:
-      raise SystemExit(f"error: --sweep {spec!r}: expected key=v1,v2,...")
+      raise ValueError(f"--sweep {spec!r}: expected key=v1,v2,...")
     node = config
     *parents, leaf = key.split(".")
     try:
@@ -65,9 +49,7 @@ def parse_sweeps(specs, config) -> list[dict]:
         node = node[p]
       current = node[leaf]
     except KeyError:
-      raise SystemExit(
-        f"error: --sweep {spec!r}: no config key {key}"
-      ) from None
+      raise ValueError(f"--sweep {spec!r}: no config key {key}") from None
     kind = type(current)
     if kind in (tuple, list):  # Python literals, `;`-separated: (),("a",)
       axes.append([(key, _literal(spec, v)) for v in values.split(";")])
@@ -83,11 +65,11 @@ def _literal(spec, text):
   try:
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
-    raise SystemExit(
-      f"error: --sweep {spec!r}: {text!r} is not a Python literal"
+    raise ValueError(
+      f"--sweep {spec!r}: {text!r} is not a Python literal"
     ) from None
   if not isinstance(value, tuple | list):
-    raise SystemExit(f"error: --sweep {spec!r}: {text!r} is not a tuple")
+    raise ValueError(f"--sweep {spec!r}: {text!r} is not a tuple")
   return tuple(value)
 
 
@@ -108,19 +90,16 @@ def apply(config, overrides: dict):
 
 def run_point(config, point_dir: Path, split: str, export: bool) -> dict:
   """Trains (or resumes), evaluates on `split`, exports int8; a result row."""
-  from pqrnn_jax import checkpoints, evaluate, input_pipeline, training
+  from pqrnn_jax import evaluate, inference, input_pipeline, models, training
   from pqrnn_jax import export as export_lib
-  from pqrnn_jax import model as model_lib
 
   t0 = time.time()
   training.train_and_evaluate(config, point_dir)
-  model_cfg, ontology, params, cfg = checkpoints.load_for_inference(point_dir)
-  examples = input_pipeline.load_split(cfg.data, split)
-  m = evaluate.evaluate_examples(
-    model_cfg, params, ontology, examples, form=cfg.data.form
-  )["metrics"]
+  parser = inference.Parser.from_workdir(point_dir)
+  examples = input_pipeline.load_split(parser.config.data, split)
+  m = evaluate.evaluate_examples(parser, examples)["metrics"]
   row = {k: m[k] for k in FIELDS if k in m}
-  row["params"] = model_lib.param_count(params)
+  row["params"] = models.param_count(parser.params)
   if export:
     out = export_lib.export_workdir(point_dir, point_dir / "int8.tflite")
     row["int8_bytes"] = out["bytes"]
@@ -183,73 +162,78 @@ def write_reports(workdir: Path, rows: list[dict], keys: list[str]) -> None:
     plt.close(fig)
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default="configs/default.py")
-  p.add_argument(
-    "--sweep",
-    action="append",
-    default=[],
-    help='key=v1,v2,... (repeat for a grid); tuple keys: key=();("a","b")',
+def _run_one(config, grid, i, workdir: Path, split, export, done_s):
+  """Trains point i of the grid; its result row (also in result.json)."""
+  overrides = grid[i]
+  name = point_name(overrides)
+  pdir = workdir / "points" / name
+  t0 = time.time()
+  try:
+    row = run_point(apply(config, overrides), pdir, split, export)
+    row["status"] = "ok"
+  except Exception as e:  # A failed point is recorded, not fatal.
+    row = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+    pdir.mkdir(parents=True, exist_ok=True)
+    (pdir / "error.txt").write_text(traceback.format_exc())
+  row.update(point=name, **overrides)
+  (pdir / "result.json").write_text(json.dumps(row, indent=1))
+  done_s.append(time.time() - t0)
+  left = sum(
+    1
+    for o in grid[i + 1 :]
+    if not _finished(workdir / "points" / point_name(o))
   )
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--split", default="test", choices=["eval", "test"])
-  p.add_argument(
-    "--no_export",
-    action="store_true",
-    help="Skip the int8 .tflite export of each point.",
+  eta = left * sum(done_s) / len(done_s)
+  print(
+    f"[{i + 1}/{len(grid)}] {name}: {row['status']} "
+    f"EM={row.get('exact_match', float('nan')):.4f} "
+    f"in {done_s[-1]:.0f}s; ETA {eta / 60:.1f} min",
+    flush=True,
   )
-  p.add_argument(
-    "--collect",
-    action="store_true",
-    help="Only gather finished points (cluster mode).",
-  )
-  a = p.parse_args(argv)
-  logging.basicConfig(level=logging.WARNING)
-  if not a.sweep:
-    raise SystemExit("error: give at least one --sweep key=v1,v2,...")
-  base = load_config(a.config)
-  grid = parse_sweeps(a.sweep, base)
-  keys = list(grid[0])
-  workdir = Path(a.workdir)
+  return row
+
+
+def run_sweep(
+  config, specs, workdir, *, split="test", export=True, collect=False
+) -> list[dict]:
+  """Every point of the grid `specs` (["key=v1,v2", ...]) over `config`:
+  trained, evaluated, exported (or, with `collect`, only gathered); writes
+  the reports and returns the rows."""
+  if not specs:
+    raise ValueError("give at least one --sweep key=v1,v2,...")
+  grid = parse_sweeps(specs, config)
+  workdir = Path(workdir)
   (workdir / "points").mkdir(parents=True, exist_ok=True)
   rows, done_s = [], []
   for i, overrides in enumerate(grid):
     name = point_name(overrides)
-    pdir = workdir / "points" / name
-    result = pdir / "result.json"
-    if result.exists() and json.loads(result.read_text())["status"] == "ok":
+    result = workdir / "points" / name / "result.json"
+    if _finished(workdir / "points" / name):
       row = json.loads(result.read_text())
       print(f"[{i + 1}/{len(grid)}] {name}: done before, skipped")
-    elif a.collect:
+    elif collect:
       row = {"point": name, "status": "missing", **overrides}
     else:
-      t0 = time.time()
-      try:
-        row = run_point(apply(base, overrides), pdir, a.split, not a.no_export)
-        row["status"] = "ok"
-      except Exception as e:  # A failed point is recorded, not fatal.
-        row = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-        (pdir / "error.txt").parent.mkdir(parents=True, exist_ok=True)
-        (pdir / "error.txt").write_text(traceback.format_exc())
-      row.update(point=name, **overrides)
-      result.write_text(json.dumps(row, indent=1))
-      done_s.append(time.time() - t0)
-      left = sum(
-        1
-        for o in grid[i + 1 :]
-        if not _finished(workdir / "points" / point_name(o))
-      )
-      eta = left * sum(done_s) / len(done_s)
-      print(
-        f"[{i + 1}/{len(grid)}] {name}: {row['status']} "
-        f"EM={row.get('exact_match', float('nan')):.4f} "
-        f"in {done_s[-1]:.0f}s; ETA {eta / 60:.1f} min",
-        flush=True,
-      )
+      row = _run_one(config, grid, i, workdir, split, export, done_s)
     rows.append(row)
-  write_reports(workdir, rows, keys)
+  write_reports(workdir, rows, list(grid[0]))
   print(f"wrote {workdir / 'results.csv'} and {workdir / 'results.md'}")
+  return rows
+
+
+def main(argv):
+  from pqrnn_jax import cli
+
+  f = cli.FLAGS
+  cli.no_extra_args(argv)
+  run_sweep(
+    f.config,
+    f.sweep,
+    f.workdir,
+    split=f.split,
+    export=not f.no_export,
+    collect=f.collect,
+  )
 
 
 def _finished(pdir: Path) -> bool:
@@ -258,4 +242,21 @@ def _finished(pdir: Path) -> bool:
 
 
 if __name__ == "__main__":
-  main()
+  from absl import flags
+  from ml_collections import config_flags
+
+  from pqrnn_jax import cli
+
+  config_flags.DEFINE_config_file(
+    "config", "configs/default.py", "Base config file (path[:arg])."
+  )
+  flags.DEFINE_multi_string(
+    "sweep",
+    [],
+    'key=v1,v2,... (repeat for a grid); tuple keys: key=();("a","b")',
+  )
+  flags.DEFINE_string("workdir", None, "Sweep directory.", required=True)
+  flags.DEFINE_enum("split", "test", ["eval", "test"], "Split scored.")
+  flags.DEFINE_bool("no_export", False, "Skip the int8 .tflite of each point.")
+  flags.DEFINE_bool("collect", False, "Only gather finished points.")
+  cli.run(main)

@@ -74,11 +74,8 @@ class TFLiteParser:
   def fingerprints(self, tokens):
     """int32 [1, T_max] (or [1, T_max, 1 + K] with token features)
     fingerprints (uint32 bits) and length [1]."""
-    if not tokens:
-      raise ValueError("empty input: nothing to parse")
-    tokens = list(tokens)[: self.t_max]  # The model cannot see past T_max.
-    fps, length = projection.fingerprint_batch(
-      [tokens], self.t_max, features=self.token_features
+    fps, length, _ = projection.featurize(
+      [list(tokens)], self.t_max, self.token_features
     )
     return fps.view(np.int32), length
 
@@ -133,15 +130,19 @@ def main(argv):
 
   f = flags.FLAGS
   utterances = argv[1:] or [line.rstrip("\n") for line in sys.stdin]
+  if not Path(f.model).exists():
+    raise FileNotFoundError(f"no model file {f.model}")
   parser = TFLiteParser(f.model, num_threads=f.threads)
   for u in utterances:
     print(parser.parse_tokens(tokenizer.tokenize(u, locale=f.locale)))
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
+
+  from pqrnn_jax import cli
 
   flags.DEFINE_string("model", None, "Exported .tflite file.", required=True)
   flags.DEFINE_integer("threads", 1, "Interpreter threads.")
   flags.DEFINE_string("locale", "", "Locale hint for the tokenizer.")
-  app.run(main)
+  cli.run(main)

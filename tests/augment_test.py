@@ -39,7 +39,11 @@ def test_leaf_slots_skip_slots_with_an_intent_inside():
 
 def test_slot_values_per_label():
   v = augment.slot_values(TRAIN)
-  assert v["SL:DATE_TIME"] == [("at", "7", "am"), ("tomorrow",), ("on", "friday")]
+  assert v["SL:DATE_TIME"] == [
+    ("at", "7", "am"),
+    ("tomorrow",),
+    ("on", "friday"),
+  ]
   assert v["SL:CONTACT"] == [("ana",), ("bo",)]
   assert "SL:LOCATION" not in v
 
@@ -82,10 +86,10 @@ def test_augment_count_and_determinism():
 
 def test_training_data_gains_the_substituted_copies(tmp_path):
   from configs import tiny
-  from pqrnn_jax import training
+  from pqrnn_jax import train_data
 
   cfg = tiny.get_config()
-  _, base = training.setup_data(cfg, tmp_path)
+  _, base = train_data.training_data(cfg, tmp_path)
   cfg.data.augment_ratio = 1.0
-  _, more = training.setup_data(cfg, tmp_path)
+  _, more = train_data.training_data(cfg, tmp_path)
   assert len(base.lengths) < len(more.lengths) <= 2 * len(base.lengths) + 2

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pqrnn_jax import decode, metrics, targets
+from pqrnn_jax import decode, metrics, models, targets
 from pqrnn_jax import model as model_lib
 from pqrnn_jax.targets import CLOSE_ID, EOS_ID, PAD_ID
 
@@ -188,7 +188,7 @@ MODEL = model_lib.Seq2Seq(CFG)
 
 @functools.cache
 def _init_fn(cfg):
-  return jax.jit(lambda key: model_lib.init_params(cfg, key))
+  return jax.jit(lambda key: models.init_params(cfg, key))
 
 
 def _setup(seed, cfg=CFG, batch=8, scale=1.0):

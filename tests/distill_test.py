@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import tiny
-from pqrnn_jax import distill, training
+from pqrnn_jax import distill, models, train_state, train_step, training
 from pqrnn_jax import model as model_lib
 from pqrnn_jax.data import readers
 from pqrnn_jax.data.example import Example
@@ -51,8 +52,8 @@ def test_gradients_reach_only_the_student():
     zoneout=0.0,
   )
   m = model_lib.Seq2Seq(cfg)
-  ps = model_lib.init_params(cfg, jax.random.key(0))
-  pt = model_lib.init_params(cfg, jax.random.key(1))
+  ps = models.init_params(cfg, jax.random.key(0))
+  pt = models.init_params(cfg, jax.random.key(1))
   batch = {
     "fingerprints": jnp.arange(10, dtype=jnp.uint32).reshape(2, 5),
     "lengths": jnp.array([5, 3], jnp.int32),
@@ -60,21 +61,13 @@ def test_gradients_reach_only_the_student():
     "weights": jnp.array([[1, 1, 1, 1], [1, 1, 1, 0]], jnp.float32),
   }
 
+  loss_fn = distill.make_kd_loss_fn(m, m, 0.0, 0.5, 2.0)
+
   def loss(ps, pt):
-    state = training.TrainState.create(
-      apply_fn=None, params=ps, tx=training.optax.sgd(1.0)
-    )
+    state = train_state.TrainState.create(params=ps, tx=optax.sgd(1.0))
     step = jax.vmap(
-      lambda b: training.train_step(
-        state,
-        b,
-        jax.random.key(0),
-        pt,
-        model=m,
-        label_smoothing=0.0,
-        teacher=m,
-        kd_alpha=0.5,
-        kd_temperature=2.0,
+      lambda b: train_step.train_step(
+        state, b, jax.random.key(0), pt, loss_fn=loss_fn
       )[1]["kd"],
       axis_name="batch",
     )

@@ -11,13 +11,14 @@ from ai_edge_litert import schema_py_generated as schema
 
 from configs import tiny
 from pqrnn_jax import (
-  evaluate,
   export,
+  inference,
   input_pipeline,
   metrics,
   model,
+  models,
   tflite_runner,
-  training,
+  train_step,
 )
 from pqrnn_jax import targets as targets_lib
 
@@ -26,7 +27,7 @@ def _train(model_cfg, enc, steps=150, seed=0):
   """A few hundred Adam steps on the tiny data, so that scores are peaked
   enough for greedy decoding to be a stable thing to compare."""
   net = model.Seq2Seq(model_cfg)
-  params = model.init_params(model_cfg, jax.random.key(seed))
+  params = models.init_params(model_cfg, jax.random.key(seed))
   tx = optax.adam(3e-3)
 
   @jax.jit
@@ -35,7 +36,7 @@ def _train(model_cfg, enc, steps=150, seed=0):
       inputs = model.shift_right(targets)
       scores = net.apply({"params": p}, fps, lengths, inputs)
       w = (targets != targets_lib.PAD_ID).astype(jnp.float32)
-      return training.loss_sums(scores, targets, w, 0.0)["loss"] / w.sum()
+      return train_step.loss_sums(scores, targets, w, 0.0)["loss"] / w.sum()
 
     g = jax.grad(loss)(params)
     updates, opt = tx.update(g, opt)
@@ -60,7 +61,7 @@ def exported(tmp_path_factory):
   enc = input_pipeline.encode(
     train, ontology, m.max_source_len, m.max_target_len
   )
-  model_cfg = model.ModelConfig.from_config(m, len(ontology)).replace(
+  model_cfg = models.from_config(m, len(ontology)).replace(
     dropout=0.0, zoneout=0.0
   )
   params = _train(model_cfg, enc)
@@ -194,9 +195,9 @@ def test_runner_parses_equal_jax_greedy(exported):
   model_cfg, params, ontology, _, runs = exported
   examples = input_pipeline.load_split(tiny.get_config().data, "test")
   tokens = [e.tokens for e in examples]
-  want = evaluate.predict_parses(
-    model_cfg, params, ontology, tokens, batch_size=16
-  )
+  want = inference.Parser(
+    model_cfg, params, ontology, batch_size=16
+  ).parse_tokens(tokens)
   # The float file checks the driver: same scores, same parses. The tiny
   # model's scores are flat (its exact match is ~0.1), so int8 rounding
   # flips many of its argmaxes; the int8 accuracy of a real model is
@@ -226,7 +227,7 @@ def test_token_features_export_and_runner_equal_jax(tmp_path):
     train, ontology, m.max_source_len, m.max_target_len, m.token_features
   )
   assert enc.fingerprints.shape[1:] == (m.max_source_len, 3)
-  model_cfg = model.ModelConfig.from_config(m, len(ontology)).replace(
+  model_cfg = models.from_config(m, len(ontology)).replace(
     dropout=0.0, zoneout=0.0
   )
   params = _train(model_cfg, enc, steps=100)
@@ -240,7 +241,7 @@ def test_token_features_export_and_runner_equal_jax(tmp_path):
   ]
   assert list(fp["shape"]) == [1, m.max_source_len, 3]
   tokens = [e.tokens for e in input_pipeline.load_split(cfg.data, "test")]
-  want = evaluate.predict_parses(
-    model_cfg, params, ontology, tokens, batch_size=16
-  )
+  want = inference.Parser(
+    model_cfg, params, ontology, batch_size=16
+  ).parse_tokens(tokens)
   assert [p.parse_tokens(t) for t in tokens] == want

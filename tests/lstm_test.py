@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from pqrnn_jax import checkpoints, evaluate, lstm, projection, targets, training
+from pqrnn_jax import (
+  checkpoints,
+  inference,
+  models,
+  projection,
+  targets,
+  training,
+)
 from pqrnn_jax import model as model_lib
+from pqrnn_jax.baselines import lstm
 from tests import model_contract
 
 V = 11
@@ -19,18 +27,16 @@ SENTENCES = [["Wake", "me", "up", "at", "7"], ["wake", "me"], ["hi", "me"]]
 
 def _tiny(**kw):
   base = dict(
-    arch="lstm",
     embed_size=8,
     lstm_hidden=6,
     bottleneck=12,
-    heads=2,
     max_source_len=7,
     max_target_len=6,
     dropout=0.0,
     word_min_count=1,
   )
   base.update(kw)
-  cfg = model_lib.ModelConfig(vocab_size=V, **base)
+  cfg = lstm.LSTMConfig(vocab_size=V, **base)
   fps, lengths = projection.fingerprint_batch(SENTENCES, cfg.max_source_len)
   return cfg.replace(words=lstm.build_vocab(fps, lengths, cfg))
 
@@ -66,21 +72,21 @@ def test_vocab_min_count_size_and_unknown_words():
 
 def test_config_survives_json_and_stays_hashable():
   cfg = _tiny()
-  back = model_lib.ModelConfig(
-    **json.loads(json.dumps(dataclasses.asdict(cfg)))
-  )
+  back = models.from_meta(json.loads(json.dumps(dataclasses.asdict(cfg))))
   assert back == cfg and hash(back) == hash(cfg)
   assert "words=" not in repr(cfg)  # 20k ints would flood the logs.
   with pytest.raises(ValueError, match="arch"):
-    _tiny(arch="gru")
+    models.from_config(dict(arch="gru"), V)
+  with pytest.raises(ValueError, match="projection_size"):
+    models.from_config(dict(arch="lstm", projection_size=8), V)
 
 
 def test_shapes_dtypes_and_padded_pointers_under_jit():
   cfg = _tiny()
-  params = model_lib.init_params(cfg, jax.random.key(0))
+  params = models.init_params(cfg, jax.random.key(0))
   assert params["words"]["embedding"].shape == (len(cfg.words) + 1, 8)
   fps, lengths, inputs = _batch(cfg)
-  apply = jax.jit(model_lib.make_model(cfg).apply)
+  apply = jax.jit(models.make_model(cfg).apply)
   scores = apply({"params": params}, fps, lengths, inputs)
   assert scores.shape == (3, cfg.max_target_len, V + cfg.max_source_len)
   assert scores.dtype == jnp.float32
@@ -89,7 +95,7 @@ def test_shapes_dtypes_and_padded_pointers_under_jit():
   assert np.all(np.isneginf(s[2, :, V + 2 :]))
   assert np.all(np.isneginf(s[..., targets.PAD_ID]))
   assert np.all(np.isfinite(s[0, :, 1:]))
-  assert "LSTM seq2seq" in model_lib.summary(cfg, params)
+  assert "LSTM seq2seq" in models.summary(cfg, params)
 
 
 def test_decode_step_reproduces_decode():
@@ -109,7 +115,7 @@ def test_embedding_file_initialises_known_rows(tmp_path):
   path.write_text(
     f"5 8\nWAKE {vec(1)}\nwake {vec(2)}\nzebra {vec(3)}\nme {vec(4)}\n"
   )
-  params = model_lib.init_params(cfg, jax.random.key(0))
+  params = models.init_params(cfg, jax.random.key(0))
   new, found = lstm.load_embeddings(params, cfg, path)
   assert found == 2
   table, old = np.asarray(new["words"]["embedding"]), params["words"]
@@ -129,9 +135,13 @@ def test_embedding_file_initialises_known_rows(tmp_path):
 
 
 def test_train_restore_evaluate_predict_end_to_end(tmp_path):
+  from configs import lstm_mtop
+
   cfg = tiny.get_config()
-  m = cfg.model
-  m.arch, m.embed_size, m.lstm_hidden, m.word_min_count = "lstm", 8, 8, 1
+  t, u = cfg.model.max_source_len, cfg.model.max_target_len
+  cfg.model = m = lstm_mtop.get_config().model  # The LSTM's own keys.
+  m.embed_size, m.lstm_hidden, m.word_min_count, m.bottleneck = 8, 8, 1, 16
+  m.max_source_len, m.max_target_len, m.dropout = t, u, 0.1
   m.embedding_file = str(tmp_path / "vectors.txt")
   (tmp_path / "vectors.txt").write_text("alarm " + " ".join(["0.5"] * 8))
   cfg.train.num_steps, cfg.eval_every, cfg.checkpoint_every = 3, 3, 100
@@ -144,16 +154,16 @@ def test_train_restore_evaluate_predict_end_to_end(tmp_path):
   assert model_cfg.arch == "lstm" and len(model_cfg.words) > 50
   sentences = [["wake", "me", "at", "7"], ["Hi"]]
   for beam in (1, 2):
-    parses = evaluate.predict_parses(
-      model_cfg, params, ont, sentences, batch_size=4, beam_size=beam
-    )
+    parser = inference.Parser(model_cfg, params, ont, batch_size=4)
+    parses = parser.parse_tokens(sentences, beam_size=beam)
     assert len(parses) == 2 and all(p.startswith("[IN:") for p in parses)
   # Same export path as pQRNN-MAtt: unrolled loops, builtin ops, and the
   # float file's greedy parses are JAX's.
   from pqrnn_jax import export, input_pipeline, metrics, tflite_runner
 
   tokens = [e.tokens for e in input_pipeline.load_split(cfg.data, "test")]
-  want = evaluate.predict_parses(model_cfg, params, ont, tokens, batch_size=8)
+  parser = inference.Parser(model_cfg, params, ont, batch_size=8)
+  want = parser.parse_tokens(tokens)
   for variant in ("float", "int8"):
     r = export.export_workdir(
       tmp_path / "run", tmp_path / f"{variant}.tflite", variant, 16

@@ -5,13 +5,13 @@ import functools
 import jax
 import numpy as np
 
-from pqrnn_jax import model as model_lib
+from pqrnn_jax import models
 
 
 def assert_decode_step_reproduces_decode(cfg, fps, lengths, inputs, seed=1):
   """t calls of decode_step give decode's teacher-forced scores (1e-5)."""
-  params = {"params": model_lib.init_params(cfg, jax.random.key(seed))}
-  m = model_lib.make_model(cfg)
+  params = {"params": models.init_params(cfg, jax.random.key(seed))}
+  m = models.make_model(cfg)
   memory, mask = m.apply(params, fps, lengths, method=m.encode)
   full = m.apply(params, memory, mask, inputs, method=m.decode)
   cache = m.apply(params, memory, mask, method=m.init_cache)
@@ -24,8 +24,8 @@ def assert_decode_step_reproduces_decode(cfg, fps, lengths, inputs, seed=1):
 
 def assert_padding_is_ignored(cfg, fps, lengths, inputs, seed=5):
   """Garbage after row 1's length (4) changes nothing; its memory is 0."""
-  params = {"params": model_lib.init_params(cfg, jax.random.key(seed))}
-  m = model_lib.make_model(cfg)
+  params = {"params": models.init_params(cfg, jax.random.key(seed))}
+  m = models.make_model(cfg)
   noisy = fps.at[1, 4:].set(12345)
   a = m.apply(params, fps, lengths, inputs)
   b = m.apply(params, noisy, lengths, inputs)

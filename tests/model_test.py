@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import model as model_lib
-from pqrnn_jax import targets
+from pqrnn_jax import models, projection, targets
 from tests import model_contract
 
 V = 11
@@ -40,7 +40,7 @@ def _batch(cfg, seed=0):
 
 def test_shapes_dtypes_and_padded_pointers_under_jit():
   cfg = _tiny()
-  params = model_lib.init_params(cfg, jax.random.key(0))
+  params = models.init_params(cfg, jax.random.key(0))
   fps, lengths, inputs = _batch(cfg)
   apply = jax.jit(model_lib.Seq2Seq(cfg).apply)
   scores = apply({"params": params}, fps, lengths, inputs)
@@ -56,7 +56,7 @@ def test_shapes_dtypes_and_padded_pointers_under_jit():
 
 def test_int32_bitcast_fingerprints_give_same_scores():
   cfg = _tiny()
-  params = model_lib.init_params(cfg, jax.random.key(0))
+  params = models.init_params(cfg, jax.random.key(0))
   fps, lengths, inputs = _batch(cfg)
   m = model_lib.Seq2Seq(cfg)
   a = m.apply({"params": params}, fps, lengths, inputs)
@@ -72,7 +72,7 @@ def test_decode_step_reproduces_decode():
 
 def test_decoder_is_causal_by_gradients():
   cfg = _tiny()
-  params = {"params": model_lib.init_params(cfg, jax.random.key(3))}
+  params = {"params": models.init_params(cfg, jax.random.key(3))}
   fps, lengths, inputs = _batch(cfg)
   m = model_lib.Seq2Seq(cfg)
   memory, mask = m.apply(params, fps, lengths, method=m.encode)
@@ -100,10 +100,10 @@ def test_padding_does_not_change_real_outputs():
 
 def test_default_config_fits_budget_for_mtop_ontology():
   cfg = model_lib.ModelConfig(vocab_size=200)
-  params = jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))
+  params = jax.eval_shape(lambda: models.init_params(cfg, jax.random.key(0)))
   n = model_lib.param_count(params)
   assert 1_000_000 < n <= 3_500_000
-  assert "MB int8" in model_lib.summary(cfg, params)
+  assert "MB int8" in models.summary(cfg, params)
   assert sum(model_lib.param_breakdown(params).values()) == n
 
 
@@ -114,9 +114,7 @@ def test_config_errors_are_clear():
   with pytest.raises(ValueError, match="pooling"):
     _tiny(pooling="nope")
   with pytest.raises(ValueError, match="unknown model config keys"):
-    model_lib.ModelConfig.from_config(
-      ml_collections.ConfigDict({"projection_sise": 3}), V
-    )
+    models.from_config(ml_collections.ConfigDict({"projection_sise": 3}), V)
 
 
 FEATS = ("shape", "suffix3")
@@ -131,16 +129,18 @@ def _feature_batch(cfg, seed=0):
 def test_token_features_contract_and_shapes():
   cfg = _tiny(token_features=FEATS)
   fps, lengths, inputs = _feature_batch(cfg)
-  assert fps.shape == model_lib.fingerprint_shape(cfg, 3)
+  assert fps.shape == projection.input_shape(
+    cfg.token_features, cfg.max_source_len, 3
+  )
   model_contract.assert_decode_step_reproduces_decode(cfg, fps, lengths, inputs)
   model_contract.assert_padding_is_ignored(cfg, fps, lengths, inputs)
   # Same parameter count as without features: they share the bottleneck.
-  n = model_lib.param_count(model_lib.init_params(cfg, jax.random.key(0)))
+  n = model_lib.param_count(models.init_params(cfg, jax.random.key(0)))
   assert n == model_lib.param_count(
-    model_lib.init_params(_tiny(), jax.random.key(0))
+    models.init_params(_tiny(), jax.random.key(0))
   )
   # The sub-word columns matter.
-  params = {"params": model_lib.init_params(cfg, jax.random.key(0))}
+  params = {"params": models.init_params(cfg, jax.random.key(0))}
   m = model_lib.Seq2Seq(cfg)
   a = m.apply(params, fps, lengths, inputs)
   b = m.apply(params, fps.at[..., 1].set(3), lengths, inputs)
@@ -150,7 +150,7 @@ def test_token_features_contract_and_shapes():
 def test_word_dropout_only_in_training():
   cfg = _tiny(token_features=FEATS, word_dropout=0.5)
   fps, lengths, inputs = _feature_batch(cfg)
-  params = {"params": model_lib.init_params(cfg, jax.random.key(0))}
+  params = {"params": models.init_params(cfg, jax.random.key(0))}
   m = model_lib.Seq2Seq(cfg)
   ref = m.apply(params, fps, lengths, inputs)
   plain = model_lib.Seq2Seq(cfg.replace(word_dropout=0.0))
@@ -172,7 +172,7 @@ def test_fingerprints_of_the_wrong_shape_are_a_clear_error():
 
   cfg = _tiny(token_features=FEATS)
   fps, lengths, inputs = _batch(cfg)  # [B, T]: no feature columns.
-  params = {"params": model_lib.init_params(cfg, jax.random.key(0))}
+  params = {"params": models.init_params(cfg, jax.random.key(0))}
   with pytest.raises(ValueError, match=r"wants \[B, T, 3\]"):
     model_lib.Seq2Seq(cfg).apply(params, fps, lengths, inputs)
   with pytest.raises(ValueError, match="token_features"):
@@ -187,11 +187,11 @@ def test_select_fingerprints_for_a_teacher_with_other_features():
   fps = np.arange(2 * 3 * 3).reshape(2, 3, 3)
   have = ("shape", "suffix3")
   np.testing.assert_array_equal(
-    model_lib.select_fingerprints(fps, have, ()), fps[..., 0]
+    projection.select_columns(fps, have, ()), fps[..., 0]
   )
   np.testing.assert_array_equal(
-    model_lib.select_fingerprints(fps, have, ("suffix3",)), fps[..., [0, 2]]
+    projection.select_columns(fps, have, ("suffix3",)), fps[..., [0, 2]]
   )
-  assert model_lib.select_fingerprints(fps, have, have) is fps
+  assert projection.select_columns(fps, have, have) is fps
   with pytest.raises(ValueError, match="prefix3"):
-    model_lib.select_fingerprints(fps, have, ("prefix3",))
+    projection.select_columns(fps, have, ("prefix3",))

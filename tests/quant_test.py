@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import tiny
-from pqrnn_jax import checkpoints, model, quant, training
+from pqrnn_jax import checkpoints, model, models, quant, train_step, training
 
 
 def test_int8_dense_rounds_forward_and_passes_gradients_straight():
@@ -52,7 +52,7 @@ def test_int8_einsum_is_close_and_has_no_variables():
 
 def _cfgs():
   c = tiny.get_config()
-  f = model.ModelConfig.from_config(c.model, vocab_size=12).replace(
+  f = models.from_config(c.model, vocab_size=12).replace(
     dropout=0.0, zoneout=0.0
   )
   return f, f.replace(quant="int8")
@@ -60,9 +60,9 @@ def _cfgs():
 
 def test_int8_model_shares_params_and_trains_from_scratch():
   f_cfg, q_cfg = _cfgs()
-  params = model.init_params(q_cfg, jax.random.key(0))
+  params = models.init_params(q_cfg, jax.random.key(0))
   assert jax.tree.structure(params) == jax.tree.structure(
-    model.init_params(f_cfg, jax.random.key(0))
+    models.init_params(f_cfg, jax.random.key(0))
   )
   b, t, u = 3, f_cfg.max_source_len, f_cfg.max_target_len
   fps = jax.random.bits(jax.random.key(1), (b, t), jnp.uint32)
@@ -75,7 +75,7 @@ def test_int8_model_shares_params_and_trains_from_scratch():
     scores = model.Seq2Seq(cfg).apply(
       {"params": p}, fps, lengths, model.shift_right(targets)
     )
-    return training.loss_sums(scores, targets, weights, 0.1)["loss"]
+    return train_step.loss_sums(scores, targets, weights, 0.1)["loss"]
 
   @jax.jit
   def both(p):

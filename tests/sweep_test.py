@@ -2,20 +2,20 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+from configs import tiny
 from pqrnn_jax import sweep
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_two_point_sweep_with_failure_and_resume(tmp_path, capsys):
-  argv = [
-    "--config",
-    "configs/tiny.py",
-    "--sweep",
-    "model.heads=2,3",
-    "--workdir",
-    str(tmp_path),
-  ]
-  sweep.main(argv)
+  args = (tiny.get_config(), ["model.heads=2,3"], tmp_path)
+  sweep.run_sweep(*args)
   rows = list(csv.DictReader(open(tmp_path / "results.csv")))
   assert [r["status"] for r in rows] == ["ok", "failed"]
   ok, failed = rows
@@ -25,7 +25,7 @@ def test_two_point_sweep_with_failure_and_resume(tmp_path, capsys):
   assert (tmp_path / "exact_match_vs_int8_bytes.png").exists()
   assert "| model.heads |" in (tmp_path / "results.md").read_text()
   capsys.readouterr()
-  sweep.main(argv)  # Resumes: the finished point is skipped.
+  sweep.run_sweep(*args)  # Resumes: the finished point is skipped.
   out = capsys.readouterr().out
   assert "model.heads=2: done before, skipped" in out
   point = json.loads(
@@ -37,17 +37,23 @@ def test_two_point_sweep_with_failure_and_resume(tmp_path, capsys):
 def test_bad_sweep_key_is_a_clear_error(tmp_path):
   import pytest
 
-  with pytest.raises(SystemExit, match="no config key model.nope"):
-    sweep.main(
-      [
-        "--config",
-        "configs/tiny.py",
-        "--sweep",
-        "model.nope=1",
-        "--workdir",
-        str(tmp_path),
-      ]
-    )
+  with pytest.raises(ValueError, match="no config key model.nope"):
+    sweep.run_sweep(tiny.get_config(), ["model.nope=1"], tmp_path)
+  # The command line says it in one line, no traceback.
+  r = subprocess.run(
+    [sys.executable, "-m", "pqrnn_jax.sweep", "--config=configs/tiny.py"]
+    + ["--sweep=model.nope=1", f"--workdir={tmp_path}"],
+    cwd=REPO,
+    env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=""),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert r.returncode == 1, r.stderr
+  assert r.stderr.strip().splitlines()[-1] == (
+    "error: --sweep 'model.nope=1': no config key model.nope"
+  )
+  assert "Traceback" not in r.stderr
 
 
 def test_tuple_keys_sweep_as_semicolon_separated_literals():
@@ -64,5 +70,5 @@ def test_tuple_keys_sweep_as_semicolon_separated_literals():
     ("shape", "suffix3"),
   ]
   assert [g["model.heads"] for g in grid[:2]] == [1, 2]
-  with pytest.raises(SystemExit, match="not a Python literal"):
+  with pytest.raises(ValueError, match="not a Python literal"):
     sweep.parse_sweeps(["model.token_features=(shape"], tiny.get_config())

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from pqrnn_jax import checkpoints, evaluate, training
+from pqrnn_jax import checkpoints, inference, train_state, train_step, training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,17 +29,12 @@ def _params(workdir):
   return step, r["state"]["params"]
 
 
-def _assert_trees_close(a, b, atol):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol)
-
-
 def test_loss_ignores_impossible_actions():
   scores = jnp.array([[[0.0, -jnp.inf, 1.0, -jnp.inf]]])
-  sums = training.loss_sums(scores, jnp.array([[2]]), jnp.ones((1, 1)), 0.1)
+  sums = train_step.loss_sums(scores, jnp.array([[2]]), jnp.ones((1, 1)), 0.1)
   assert np.isfinite(sums["loss"]) and sums["correct"] == 1
   # With smoothing 0 the loss is the plain NLL over the two possible actions.
-  sums0 = training.loss_sums(scores, jnp.array([[2]]), jnp.ones((1, 1)), 0.0)
+  sums0 = train_step.loss_sums(scores, jnp.array([[2]]), jnp.ones((1, 1)), 0.0)
   np.testing.assert_allclose(sums0["loss"], np.log(1 + np.exp(-1.0)), 1e-6)
 
 
@@ -57,10 +53,8 @@ def test_end_to_end_train_evaluate_predict(trained):
   assert step == tiny.get_config().train.num_steps
   assert (workdir / "best" / "best.json").exists()
   assert list(workdir.glob("events.out.tfevents*"))
-  model_cfg, ont, params, cfg = checkpoints.load_for_inference(workdir)
-  parses = evaluate.predict_parses(
-    model_cfg, params, ont, [["wake", "me", "at", "7"], ["hi"]], batch_size=4
-  )
+  parser = inference.Parser.from_workdir(workdir, batch_size=4)
+  parses = parser.parse_tokens([["wake", "me", "at", "7"], ["hi"]])
   assert len(parses) == 2 and all(p.startswith("[IN:") for p in parses)
 
 
@@ -76,20 +70,22 @@ def test_resume_gives_same_parameters(tmp_path):
   s1, p1 = _params(tmp_path / "straight")
   s2, p2 = _params(tmp_path / "resumed")
   assert s1 == s2 == 8
-  _assert_trees_close(p1, p2, atol=0)
+  chex.assert_trees_all_equal(p1, p2)
 
 
 def test_params_ema_is_a_running_average():
-  opt = optax.chain(optax.sgd(1.0), training.params_ema(0.75))
   params = {"w": jnp.array([0.0, 4.0])}
-  state = opt.init(params)
+  state = train_state.TrainState.create(
+    params=params, tx=optax.sgd(1.0), ema_decay=0.75
+  )
   expect = np.array([0.0, 4.0])
   for g in ([1.0, -1.0], [2.0, 0.0]):
-    updates, state = opt.update({"w": jnp.array(g)}, state, params)
-    params = optax.apply_updates(params, updates)
-    expect = 0.75 * expect + 0.25 * np.asarray(params["w"])
-  np.testing.assert_allclose(training.ema_params(state)["w"], expect, 1e-6)
-  assert training.ema_params(optax.sgd(1.0).init(params)) is None
+    state = state.apply_gradients(grads={"w": jnp.array(g)})
+    expect = 0.75 * expect + 0.25 * np.asarray(state.params["w"])
+  np.testing.assert_allclose(state.ema["w"], expect, 1e-6)
+  np.testing.assert_allclose(state.averaged().params["w"], expect, 1e-6)
+  plain = train_state.TrainState.create(params=params, tx=optax.sgd(1.0))
+  assert plain.apply_gradients(grads=params).ema is None
 
 
 def test_ema_run_scores_and_saves_the_average(tmp_path):
@@ -100,13 +96,16 @@ def test_ema_run_scores_and_saves_the_average(tmp_path):
   best = json.loads((tmp_path / "best" / "best.json").read_text())
   assert best["step"] == 4 and 0.0 <= best["raw_exact_match"] <= 1.0
   model_cfg, _, best_params, _ = checkpoints.load_for_inference(tmp_path)
-  state = training.create_train_state(cfg, model_cfg, jax.random.key(1))
+  state = train_state.create_train_state(
+    cfg.train, model_cfg, jax.random.key(1)
+  )
   with checkpoints.manager(tmp_path / "checkpoints", 1) as mgr:
     state = checkpoints.restore_state(mgr, 4, state)
-  _assert_trees_close(best_params, training.ema_params(state.opt_state), 0)
+  chex.assert_trees_all_equal(best_params, state.ema)
   raw = jax.tree.leaves(state.params)
   assert any(
-    not np.allclose(a, b) for a, b in zip(raw, jax.tree.leaves(best_params))
+    not np.allclose(a, b)
+    for a, b in zip(raw, jax.tree.leaves(best_params), strict=True)
   )
 
 
@@ -120,7 +119,7 @@ def test_pmap_two_devices_matches_one(tmp_path):
     cfg.train.devices = n
     training.train_and_evaluate(cfg, tmp_path / f"d{n}")
     out[n] = _params(tmp_path / f"d{n}")[1]
-  _assert_trees_close(out[1], out[2], atol=2e-5)
+  chex.assert_trees_all_close(out[1], out[2], atol=2e-5, rtol=0)
 
 
 def _run(*args, stdin=None):

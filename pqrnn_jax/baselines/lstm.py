@@ -4,8 +4,9 @@ with Luong attention and the pointer outputs of pQRNN-MAtt.
 Dims: B batch, T source tokens, U target steps, E word embedding, H LSTM
 hidden per direction (memory width M = 2H), D decoder width
 (config.bottleneck), W words in the vocabulary, V ontology symbols. Scores
-are over V + T actions exactly as in model.Seq2Seq, so decode.py,
-training.py and evaluate.py run it unchanged.
+are over V + T actions exactly as in model.Seq2Seq (the same
+pointer_head.PointerHead), so decoding, training, evaluation and export run
+it unchanged.
 
 Word ids come from the fingerprints the pipeline already computes: the
 vocabulary is the sorted int32 view of the fingerprints of the case-folded
@@ -16,6 +17,7 @@ chance of any collision is about W^2 / 2^33, i.e. 5 %, and then it merges
 two rare words, which costs less than the UNKs a min count already makes.
 """
 
+import dataclasses
 import functools
 import logging
 
@@ -27,11 +29,54 @@ import numpy as np
 from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import projection
+from pqrnn_jax.pointer_head import PointerHead
 
 UNK_ID = 0  # Unknown words, and the padding beyond each length.
 
 
-def build_vocab(fingerprints_NxT, lengths_N, config: model_lib.ModelConfig):
+@dataclasses.dataclass(frozen=True)
+class LSTMConfig:
+  """Sizes of the LSTM baseline; `vocab_size` comes from the ontology and
+  `words` from the training data (build_vocab)."""
+
+  vocab_size: int
+  token_features: tuple[str, ...] = ()  # Inputs' columns; reads column 0.
+  embed_size: int = 300  # E: word embedding width.
+  lstm_hidden: int = 256  # Encoder H per direction; D is the decoder's.
+  bottleneck: int = 512  # D: the decoder LSTM and its embeddings.
+  word_vocab_size: int = 20000  # Most frequent train words kept (+UNK).
+  word_min_count: int = 2  # Rarer train words are UNK.
+  embedding_file: str = ""  # word2vec/GloVe text vectors to start from.
+  dropout: float = 0.3
+  max_source_len: int = 48
+  max_target_len: int = 64
+  dtype: str = "float32"
+  quant: str = "none"  # "int8": AQT on the Dense layers; cells stay float.
+  unroll: bool = False  # Unroll the time loops (export: no WHILE op).
+  arch: str = "lstm"  # The model registry key (models.py).
+  # Sorted int32 fingerprints of the words, set from the training data.
+  words: tuple[int, ...] = dataclasses.field(default=(), repr=False)
+
+  def __post_init__(self):
+    model_lib.check_common(self)
+    object.__setattr__(self, "words", tuple(self.words))
+
+  def replace(self, **kw) -> "LSTMConfig":
+    return dataclasses.replace(self, **kw)
+
+  def for_export(self) -> "LSTMConfig":
+    return self.replace(unroll=True, quant="none", dropout=0.0)
+
+  def fit(self, enc, saved=None) -> "LSTMConfig":
+    """With the word vocabulary of a checkpoint's model meta `saved`, else
+    of encoded training data `enc` (kept if already set)."""
+    words = self.words or (saved or {}).get("words", ())
+    if not words:
+      words = build_vocab(enc.fingerprints, enc.lengths, self)
+    return self.replace(words=tuple(words))
+
+
+def build_vocab(fingerprints_NxT, lengths_N, config: LSTMConfig):
   """Sorted int32 fingerprints of the most frequent words: tuple of W ints.
 
   At most config.word_vocab_size words; words seen fewer than
@@ -39,7 +84,7 @@ def build_vocab(fingerprints_NxT, lengths_N, config: model_lib.ModelConfig):
   words. Ties in frequency keep the smaller fingerprint.
   """
   # A word table: only the whole-word hash (column 0 with token_features).
-  fps = model_lib.select_fingerprints(
+  fps = projection.select_columns(
     np.asarray(fingerprints_NxT), config.token_features, ()
   )
   real = np.arange(fps.shape[1])[None, :] < np.asarray(lengths_N)[:, None]
@@ -127,14 +172,14 @@ class LSTMSeq2Seq(nn.Module):
   Decoder (Luong et al. 2015, global "general" attention, no input
   feeding, so teacher forcing runs the LSTM as one scan):
     h_t = LSTM(h_{t-1}, y_t); c_t = softmax(h_t W_a M^T / sqrt(M)) M
-    a_t = tanh(W_c [c_t; h_t]); scores as Seq2Seq._scores(a_t).
+    a_t = tanh(W_c [c_t; h_t]); scores: PointerHead.scores(a_t).
   Dense layers follow config.quant; the LSTM cells stay float.
 
   Attributes:
-    config: ModelConfig with arch "lstm" and `words` set.
+    config: LSTMConfig with `words` set.
   """
 
-  config: model_lib.ModelConfig
+  config: LSTMConfig
 
   def setup(self):
     c = self.config
@@ -143,14 +188,10 @@ class LSTMSeq2Seq(nn.Module):
     self.word_embed = nn.Embed(
       len(c.words) + 1, c.embed_size, dtype=dtype, name="words"
     )
-    # pooling "unrolled" (set by export) unrolls the encoder's loops too.
-    self.encoder = BiLSTM(
-      c.lstm_hidden, dtype, c.pooling == "unrolled", name="encoder"
-    )
-    self.symbol_embed = nn.Embed(
-      c.vocab_size, c.bottleneck, dtype=dtype, name="symbols"
-    )
-    self.copy_in = dense(c.bottleneck, name="copy_in")
+    self.encoder = BiLSTM(c.lstm_hidden, dtype, c.unroll, name="encoder")
+    # The pointer product stays float (jnp.einsum) under int8 too.
+    self.head = PointerHead(c.vocab_size, c.bottleneck, dense, None, dtype)
+    nn.share_scope(self, self.head)  # Its parameters at the top level.
     self.cell = nn.OptimizedLSTMCell(
       c.bottleneck, dtype=dtype, param_dtype=jnp.float32, name="decoder"
     )
@@ -158,32 +199,19 @@ class LSTMSeq2Seq(nn.Module):
     self.rnn = nn.RNN(self.cell)
     self.attn_q = dense(2 * c.lstm_hidden, use_bias=False, name="attn_q")
     self.combine = dense(c.bottleneck, name="combine")
-    self.symbol_out = dense(c.vocab_size, name="symbol_out")
-    self.pointer_q = dense(c.bottleneck, use_bias=False, name="pointer_q")
-    self.pointer_k = dense(c.bottleneck, use_bias=False, name="pointer_k")
     self.drop = nn.Dropout(c.dropout)
 
   def encode(self, fingerprints_BxT, lengths_B, deterministic=True):
     """Fingerprints (uint32 or bitcast int32) -> memory [B, T, 2H], mask."""
-    t = fingerprints_BxT.shape[1]
-    mask_BxT = jnp.arange(t)[None, :] < lengths_B[:, None]
-    model_lib.check_fingerprints(fingerprints_BxT, self.config)
-    fingerprints_BxT = model_lib.select_fingerprints(  # Whole words only.
+    mask_BxT = model_lib.source_mask(lengths_B, fingerprints_BxT.shape[1])
+    projection.check_input(fingerprints_BxT, self.config.token_features)
+    fingerprints_BxT = projection.select_columns(  # Whole words only.
       fingerprints_BxT, self.config.token_features, ()
     )
     ids_BxT = word_ids(fingerprints_BxT, self.config.words)
     x = self.drop(self.word_embed(ids_BxT), deterministic=deterministic)
     memory_BxTxM = self.encoder(x, lengths_B, mask_BxT)
     return memory_BxTxM, mask_BxT
-
-  def _embed_actions(self, actions_BxU, memory_BxTxM):
-    return model_lib.embed_actions(
-      actions_BxU,
-      memory_BxTxM,
-      self.config.vocab_size,
-      self.symbol_embed,
-      self.copy_in,
-    )
 
   def _attend(self, h_BxUxD, memory_BxTxM, mask_BxT, det):
     """Attention and combination: the output state a [B, U, D]."""
@@ -197,56 +225,34 @@ class LSTMSeq2Seq(nn.Module):
     a = jnp.tanh(self.combine(jnp.concatenate([ctx_BxUxM, h_BxUxD], -1)))
     return self.drop(a, deterministic=det)
 
-  def _head(self, h_BxUxD, memory_BxTxM, mask_BxT, keys_BxTxD, det):
-    """Attention, combination and the [B, U, V + T] float32 scores."""
-    a = self._attend(h_BxUxD, memory_BxTxM, mask_BxT, det)
-    return self._scores(a, keys_BxTxD, mask_BxT)
-
-  def raw_scores(self, h_BxUxD, pointer_keys_BxTxD):
-    """Unmasked float32 scores: symbols [B, U, V], pointers [B, U, T]."""
-    sym = self.symbol_out(h_BxUxD).astype(jnp.float32)
-    q = self.pointer_q(h_BxUxD).astype(jnp.float32)
-    ptr = jnp.einsum("bud,btd->but", q, pointer_keys_BxTxD.astype(q.dtype))
-    return sym, ptr / jnp.sqrt(jnp.float32(q.shape[-1]))
-
-  def _scores(self, h_BxUxD, pointer_keys_BxTxD, mask_BxT):
-    """[B, U, V + T] float32 scores; PAD and padded positions are -inf."""
-    sym, ptr = self.raw_scores(h_BxUxD, pointer_keys_BxTxD)
-    return model_lib.masked_scores(sym, ptr, mask_BxT)
-
   def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
     """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""
-    y = self._embed_actions(inputs_BxU, memory_BxTxM)
+    y = self.head.embed(inputs_BxU, memory_BxTxM)
     y = self.drop(y, deterministic=deterministic)
     h_BxUxD = self.rnn(y)
-    keys = self.pointer_k(memory_BxTxM)
-    return self._head(h_BxUxD, memory_BxTxM, mask_BxT, keys, deterministic)
+    keys = self.head.keys(memory_BxTxM)
+    a = self._attend(h_BxUxD, memory_BxTxM, mask_BxT, deterministic)
+    return self.head.scores(a, keys, mask_BxT)
 
   def init_cache(self, memory_BxTxM, mask_BxT):
     """Decoding state: LSTM (c, h) at zero, pointer keys, step 0."""
     zeros = jnp.zeros((memory_BxTxM.shape[0], self.config.bottleneck))
     return {
       "lstm": (zeros, zeros),
-      "pointer_keys": self.pointer_k(memory_BxTxM),
+      "pointer_keys": self.head.keys(memory_BxTxM),
       "step": jnp.zeros((), jnp.int32),
     }
 
-  def step_raw(self, carry, memory_BxTxM, mask_BxT, keys_BxTxD, prev_B):
-    """Export's step: (c, h), previous actions [B] -> unmasked symbol
-    [B, V] and pointer [B, T] scores, next (c, h)."""
-    y = self._embed_actions(prev_B[:, None], memory_BxTxM)[:, 0]
+  def _step(self, carry, memory_BxTxM, mask_BxT, prev_B):
+    """(c, h), previous actions [B] -> output state a [B, 1, D], (c, h)."""
+    y = self.head.embed(prev_B[:, None], memory_BxTxM)[:, 0]
     carry, h_BxD = self.cell(carry, y)
-    a = self._attend(h_BxD[:, None], memory_BxTxM, mask_BxT, True)
-    sym, ptr = self.raw_scores(a, keys_BxTxD)
-    return sym[:, 0], ptr[:, 0], carry
+    return self._attend(h_BxD[:, None], memory_BxTxM, mask_BxT, True), carry
 
   def decode_step(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
     """One step: previous action ids [B] -> (scores [B, V + T], cache)."""
-    y = self._embed_actions(prev_actions_B[:, None], memory_BxTxM)[:, 0]
-    carry, h_BxD = self.cell(cache["lstm"], y)
-    scores = self._head(
-      h_BxD[:, None], memory_BxTxM, mask_BxT, cache["pointer_keys"], True
-    )[:, 0]
+    a, carry = self._step(cache["lstm"], memory_BxTxM, mask_BxT, prev_actions_B)
+    scores = self.head.scores(a, cache["pointer_keys"], mask_BxT)[:, 0]
     return scores, dict(cache, lstm=carry, step=cache["step"] + 1)
 
   def __call__(
@@ -255,8 +261,35 @@ class LSTMSeq2Seq(nn.Module):
     memory, mask = self.encode(fingerprints_BxT, lengths_B, deterministic)
     return self.decode(memory, mask, inputs_BxU, deterministic)
 
+  # -- What the model exports (export.py converts these, batch 1) ---------
 
-def load_embeddings(params, config: model_lib.ModelConfig, path=None):
+  def signatures(self) -> dict:
+    """Export signatures: no cache beyond memory and pointer keys; the
+    decoder state is the LSTM's (c, h)."""
+    c = self.config
+    state = [(n, (1, c.bottleneck), "float32") for n in ("lstm_c", "lstm_h")]
+    return model_lib.export_signatures(c, 2 * c.lstm_hidden, [], state)
+
+  def export_encode(self, fingerprints_1xT, length_1) -> dict:
+    memory, mask = self.encode(fingerprints_1xT, length_1)
+    return {"memory": memory, "pointer_keys": self.head.keys(memory)}
+
+  def export_decode_step(self, named: dict) -> dict:
+    mask_1xT = model_lib.source_mask(named["length"], named["memory"].shape[1])
+    carry = (named["lstm_c"], named["lstm_h"])
+    a, (c_1xD, h_1xD) = self._step(
+      carry, named["memory"], mask_1xT, named["prev_action"]
+    )
+    sym, ptr = self.head.raw_scores(a, named["pointer_keys"])
+    return {
+      "symbol_scores": sym[:, 0],
+      "pointer_scores": ptr[:, 0],
+      "lstm_c": c_1xD,
+      "lstm_h": h_1xD,
+    }
+
+
+def load_embeddings(params, config: LSTMConfig, path=None):
   """Copies pre-trained vectors into the word table: (params, rows found).
 
   `path` (default config.embedding_file) is word2vec/GloVe text: one
@@ -299,7 +332,7 @@ def load_embeddings(params, config: model_lib.ModelConfig, path=None):
   return dict(params, words=dict(params["words"], embedding=table)), len(rows)
 
 
-def summary(config: model_lib.ModelConfig, params) -> str:
+def summary(config: LSTMConfig, params) -> str:
   """One line: parameter count, float32 and int8 size."""
   n = model_lib.param_count(params)
   return (

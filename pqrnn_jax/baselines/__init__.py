@@ -1,0 +1,1 @@
+"""Baseline models that share the pointer head and decoding of pQRNN-MAtt."""

@@ -1,0 +1,127 @@
+"""The inference API: load a trained model once, parse in batches.
+
+  parser = Parser.from_workdir("runs/mtop_en")
+  parser.parse(["wake me at 7 am"])        # raw utterances
+  parser.parse_tokens([["wake", "me"]], beam_size=4)
+
+Decoders are jitted once per (model, beam, constraints) and shared by every
+Parser of the same model, so scoring a model repeatedly during training
+compiles once. Inputs are featurized by projection.featurize, the same
+path as training and the TFLite runner; longer inputs are truncated to the
+model's maximum with a warning, and an empty one is refused.
+"""
+
+import functools
+
+import jax
+import numpy as np
+
+from pqrnn_jax import checkpoints, models, projection
+from pqrnn_jax import decode as decode_lib
+from pqrnn_jax import targets as targets_lib
+from pqrnn_jax.data import tokenizer
+
+
+@functools.lru_cache(maxsize=8)
+def _decoder(model_cfg, beam_size, length_penalty, constrained, form):
+  """A jitted params, fps, lengths, kinds -> actions function."""
+  model = models.make_model(model_cfg)
+  if beam_size <= 1:
+    return jax.jit(
+      functools.partial(
+        decode_lib.greedy_decode, model, constrained=constrained, form=form
+      )
+    )
+
+  def fn(params, fps, lengths, kinds):
+    actions, _ = decode_lib.beam_search(
+      model,
+      params,
+      fps,
+      lengths,
+      kinds,
+      beam_size=beam_size,
+      length_penalty=length_penalty,
+      constrained=constrained,
+      form=form,
+    )
+    return actions
+
+  return jax.jit(fn)
+
+
+def _pad_rows(x, rows: int, fill):
+  """x with rows appended (value `fill`) up to `rows` (a compiled shape)."""
+  if len(x) == rows:
+    return x
+  pad = np.full((rows - len(x),) + x.shape[1:], fill, x.dtype)
+  return np.concatenate([x, pad])
+
+
+class Parser:
+  """A trained model with its ontology, parsing token lists or utterances.
+
+  Attributes:
+    model_cfg: the model's config dataclass.
+    ontology: targets.Ontology.
+    form: "decoupled" (MTOP) or "full" (TOP): the tree rules.
+    config: the training config of a loaded workdir (else None).
+  """
+
+  def __init__(
+    self,
+    model_cfg,
+    params,
+    ontology,
+    *,
+    form="decoupled",
+    batch_size=64,
+    config=None,
+  ):
+    self.model_cfg, self.params, self.ontology = model_cfg, params, ontology
+    self.form, self.batch_size, self.config = form, batch_size, config
+    self._kinds = decode_lib.kinds_array(ontology)
+
+  @classmethod
+  def from_workdir(cls, workdir, which: str = "best", **kw) -> "Parser":
+    """The best (else latest) or the latest checkpoint of a workdir."""
+    model_cfg, ontology, params, config = checkpoints.load_for_inference(
+      workdir, which
+    )
+    return cls(
+      model_cfg, params, ontology, form=config.data.form, config=config, **kw
+    )
+
+  def decode_tokens(
+    self, token_lists, *, beam_size=1, length_penalty=0.6, constrained=True
+  ):
+    """Action ids [N, U] int32 (EOS, then PAD), in fixed-shape batches."""
+    c = self.model_cfg
+    fps, lengths, _ = projection.featurize(
+      token_lists, c.max_source_len, c.token_features
+    )
+    run = _decoder(c, beam_size, length_penalty, constrained, self.form)
+    out = []
+    for start in range(0, len(lengths), self.batch_size):
+      f = fps[start : start + self.batch_size]
+      n = lengths[start : start + self.batch_size]
+      real = len(n)
+      f = _pad_rows(f, self.batch_size, 0)
+      n = _pad_rows(n, self.batch_size, 1)  # Length 1 keeps attention defined.
+      out.append(np.asarray(run(self.params, f, n, self._kinds))[:real])
+    return np.concatenate(out)
+
+  def parse_tokens(self, token_lists, **kw) -> list[str]:
+    """Parse strings of token lists (slot words copied from the tokens);
+    keywords as `decode_tokens`."""
+    actions = self.decode_tokens(token_lists, **kw)
+    return [
+      targets_lib.actions_to_parse(a, list(t), self.ontology)
+      for a, t in zip(actions, token_lists, strict=True)
+    ]
+
+  def parse(self, utterances, *, locale: str = "", **kw) -> list[str]:
+    """Parse strings of raw utterances, tokenized as MTOP is."""
+    return self.parse_tokens(
+      [tokenizer.tokenize(u, locale=locale) for u in utterances], **kw
+    )

@@ -1,0 +1,80 @@
+"""The loss and the pmapped train step.
+
+A loss function maps (params, batch, rng, frozen) to (loss, sums): `sums`
+are per-batch sums (loss, nll, correct, tokens, ...) that the loop turns
+into per-token metrics; `frozen` are parameters the loss reads but does not
+train (a distillation teacher's, see distill.make_kd_loss_fn), or None.
+`train_step` is the same for every loss.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pqrnn_jax import model as model_lib
+
+
+def loss_sums(scores_BxUxA, targets_BxU, weights_BxU, label_smoothing):
+  """Label-smoothed cross-entropy, summed; smoothing mass goes only to
+  actions that are possible (finite score), never to -inf entries."""
+  logp = jax.nn.log_softmax(scores_BxUxA.astype(jnp.float32), axis=-1)
+  valid = jnp.isfinite(scores_BxUxA)
+  logp = jnp.where(valid, logp, 0.0)
+  gold = jnp.take_along_axis(logp, targets_BxU[..., None], axis=-1)[..., 0]
+  uniform = logp.sum(-1) / jnp.maximum(valid.sum(-1), 1)
+  nll = -((1.0 - label_smoothing) * gold + label_smoothing * uniform)
+  correct = (jnp.argmax(scores_BxUxA, -1) == targets_BxU) * weights_BxU
+  return {
+    "loss": (nll * weights_BxU).sum(),
+    "nll": (-gold * weights_BxU).sum(),
+    "correct": correct.sum(),
+    "tokens": weights_BxU.sum(),
+  }
+
+
+def student_scores(model, params, batch, rng):
+  """Teacher-forced training-mode scores [B, U, A] of `model`."""
+  return model.apply(
+    {"params": params},
+    batch["fingerprints"],
+    batch["lengths"],
+    model_lib.shift_right(batch["targets"]),
+    deterministic=False,
+    rngs={"dropout": rng},
+  )
+
+
+def make_loss_fn(model, label_smoothing: float):
+  """Cross-entropy against the gold actions."""
+
+  def loss_fn(params, batch, rng, frozen=None):
+    del frozen
+    scores = student_scores(model, params, batch, rng)
+    sums = loss_sums(
+      scores, batch["targets"], batch["weights"], label_smoothing
+    )
+    return sums["loss"], sums
+
+  return loss_fn
+
+
+def train_step(state, batch, rng, frozen=None, *, loss_fn):
+  """One pmapped step (axis "batch") on this device's slice of the batch:
+  (new state, sums over the global batch, with the gradient norm)."""
+  rng = jax.random.fold_in(
+    jax.random.fold_in(rng, state.step), jax.lax.axis_index("batch")
+  )
+  # Normalise by the global token count, then sum gradients over devices:
+  # that is the gradient of the global-batch mean, whatever each device's
+  # share of real tokens (a pmean of per-device means would not be).
+  total = jax.lax.psum(batch["weights"].sum(), "batch")
+
+  def normalised(params):
+    loss, sums = loss_fn(params, batch, rng, frozen)
+    return loss / jnp.maximum(total, 1.0), sums
+
+  grads, sums = jax.grad(normalised, has_aux=True)(state.params)
+  grads = jax.lax.psum(grads, "batch")
+  sums = jax.lax.psum(sums, "batch")
+  sums["grad_norm"] = optax.tree.norm(grads)
+  return state.apply_gradients(grads=grads), sums
