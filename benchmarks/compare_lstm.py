@@ -19,7 +19,6 @@ configs/lstm_mtop.py) on the same data. Per model:
   alternating per utterance; median and p90.
 """
 
-import argparse
 import functools
 import json
 import os
@@ -31,18 +30,35 @@ from pathlib import Path
 import flax
 import jax
 import numpy as np
+from absl import flags
 
 from pqrnn_jax import (
   checkpoints,
+  cli,
   evaluate,
+  inference,
   input_pipeline,
+  models,
   projection,
-  training,
+  train_state,
+  train_step,
 )
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import model as model_lib
 
 NAMES = ("pqrnn", "lstm")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("pqrnn", None, "pQRNN-MAtt workdir.", required=True)
+flags.DEFINE_string("lstm", None, "LSTM baseline workdir.", required=True)
+flags.DEFINE_string("out", "compare_lstm.json", "JSON written here.")
+flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
+flags.DEFINE_string("split", "test", "Split for exact match.")
+flags.DEFINE_integer("max_examples", 0, "0: all.")
+flags.DEFINE_integer("steps", 10, "Steps per round.")
+flags.DEFINE_integer("rounds", 3, "Timed rounds.")
+flags.DEFINE_integer("latency", 100, "Utterances.")
+flags.DEFINE_bool("tflite", False, "Export int8 sizes.")
 
 
 def load(workdir, which):
@@ -53,7 +69,7 @@ def load(workdir, which):
   return {
     "workdir": str(workdir),
     "cfg": model_cfg,
-    "model": model_lib.make_model(model_cfg),
+    "model": models.make_model(model_cfg),
     "ontology": ontology,
     "params": params,
     "config": config,
@@ -62,10 +78,10 @@ def load(workdir, which):
 
 def size_report(m, tflite: bool) -> dict:
   """Parameters, float32 and int8 bytes (from the .tflite where asked)."""
-  n = model_lib.param_count(m["params"])
+  n = models.param_count(m["params"])
   out = {
     "arch": m["cfg"].arch,
-    "summary": model_lib.summary(m["cfg"], m["params"]),
+    "summary": models.summary(m["cfg"], m["params"]),
     "params": n,
     "params_by_block": model_lib.param_breakdown(m["params"]),
     "float32_bytes": 4 * n,
@@ -87,30 +103,25 @@ def size_report(m, tflite: bool) -> dict:
 
 def exact_match(m, examples, batch_size) -> dict:
   """MTOP metrics of greedy constrained decoding on `examples`."""
-  r = evaluate.evaluate_examples(
+  parser = inference.Parser(
     m["cfg"],
     m["params"],
     m["ontology"],
-    examples,
-    batch_size=batch_size,
     form=m["config"].data.form,
+    batch_size=batch_size,
+    config=m["config"],
   )
-  return r["metrics"]
+  return evaluate.evaluate_examples(parser, examples)["metrics"]
 
 
 def _train_fn(m, config, devices):
   """(pmapped step, replicated state) of model `m` on `devices`."""
-  state = training.TrainState.create(
-    apply_fn=None,
-    params=m["params"],
-    tx=training.make_optimizer(m["config"].train),
+  state = train_state.TrainState.create(
+    params=m["params"], tx=train_state.make_optimizer(m["config"].train)
   )
+  loss_fn = train_step.make_loss_fn(m["model"], config.train.label_smoothing)
   step = jax.pmap(
-    functools.partial(
-      training.train_step,
-      model=m["model"],
-      label_smoothing=config.train.label_smoothing,
-    ),
+    functools.partial(train_step.train_step, loss_fn=loss_fn),
     axis_name="batch",
     donate_argnums=(0,),
     devices=devices,
@@ -118,13 +129,13 @@ def _train_fn(m, config, devices):
   return step, flax.jax_utils.replicate(state, devices)
 
 
-def train_throughput(models, config, steps, rounds) -> dict:
+def train_throughput(loaded, config, steps, rounds) -> dict:
   """Examples/s of each model's train step on the same batches."""
   devices = jax.local_devices()[:1]
   train = input_pipeline.load_split(config.data, "train")
   t, u = config.model.max_source_len, config.model.max_target_len
   batches, runs = {}, {}
-  for name, m in models.items():
+  for name, m in loaded.items():
     enc = input_pipeline.encode(
       train, m["ontology"], t, u, m["cfg"].token_features
     )
@@ -151,13 +162,13 @@ def train_throughput(models, config, steps, rounds) -> dict:
   for i in range(batches[NAMES[0]].steps_per_epoch):
     shape = batches[NAMES[0]](i)["targets"].shape
     first_of_shape.setdefault(shape, i)
-  for name in models:
+  for name in loaded:
     for i in first_of_shape.values():
       run(name, i, 1)
   # Round 0 is not counted: the first timed steps ran slower in our runs.
-  rates = {name: [] for name in models}
+  rates = {name: [] for name in loaded}
   for r in range(rounds + 1):
-    for name in models:
+    for name in loaded:
       real, secs = run(name, r * steps, steps)
       if r:
         rates[name].append(real / secs)
@@ -172,10 +183,10 @@ def train_throughput(models, config, steps, rounds) -> dict:
   }
 
 
-def decode_latency(models, token_lists, warmup=3) -> dict:
+def decode_latency(loaded, token_lists, warmup=3) -> dict:
   """Batch-1 greedy decode ms per utterance (median, p90), alternating."""
   fns = {}
-  for name, m in models.items():
+  for name, m in loaded.items():
     fn = functools.partial(
       decode_lib.greedy_decode,
       m["model"],
@@ -185,7 +196,7 @@ def decode_latency(models, token_lists, warmup=3) -> dict:
     fns[name] = (jax.jit(fn), decode_lib.kinds_array(m["ontology"]))
 
   def once(name, tokens):
-    m, (fn, kinds) = models[name], fns[name]
+    m, (fn, kinds) = loaded[name], fns[name]
     t0 = time.perf_counter()
     fps, lengths = projection.fingerprint_batch(
       [tokens],
@@ -196,12 +207,12 @@ def decode_latency(models, token_lists, warmup=3) -> dict:
     np.asarray(fn(m["params"], fps, lengths, kinds))
     return (time.perf_counter() - t0) * 1e3
 
-  for name in models:
+  for name in loaded:
     for tokens in token_lists[:warmup]:
       once(name, tokens)
-  ms = {name: [] for name in models}
+  ms = {name: [] for name in loaded}
   for tokens in token_lists:
-    for name in models:
+    for name in loaded:
       ms[name].append(once(name, tokens))
   return {
     name: {
@@ -213,26 +224,16 @@ def decode_latency(models, token_lists, warmup=3) -> dict:
   }
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--pqrnn", required=True, help="pQRNN-MAtt workdir.")
-  p.add_argument("--lstm", required=True, help="LSTM baseline workdir.")
-  p.add_argument("--out", default="compare_lstm.json")
-  p.add_argument("--checkpoint", default="best", help="'best' or 'latest'.")
-  p.add_argument("--split", default="test", help="Split for exact match.")
-  p.add_argument("--max_examples", type=int, default=0, help="0: all.")
-  p.add_argument("--steps", type=int, default=10, help="Steps per round.")
-  p.add_argument("--rounds", type=int, default=3)
-  p.add_argument("--latency", type=int, default=100, help="Utterances.")
-  p.add_argument("--tflite", action="store_true", help="Export int8 sizes.")
-  a = p.parse_args()
+def main(argv):
+  cli.no_extra_args(argv)
+  a = FLAGS
 
-  models = {
+  loaded = {
     "pqrnn": load(a.pqrnn, a.checkpoint),
     "lstm": load(a.lstm, a.checkpoint),
   }
-  config = models["pqrnn"]["config"]
-  if models["lstm"]["config"].data.to_dict() != config.data.to_dict():
+  config = loaded["pqrnn"]["config"]
+  if loaded["lstm"]["config"].data.to_dict() != config.data.to_dict():
     print("warning: the two workdirs were trained on different data configs")
   examples = input_pipeline.load_split(config.data, a.split)
   if a.max_examples:
@@ -249,12 +250,12 @@ def main():
     "split": a.split,
     "examples": len(examples),
   }
-  for name, m in models.items():
+  for name, m in loaded.items():
     out[name] = size_report(m, a.tflite)
     out[name]["metrics"] = exact_match(m, examples, config.eval_batch_size)
-  speed = train_throughput(models, config, a.steps, a.rounds)
-  lat = decode_latency(models, [e.tokens for e in examples[: a.latency]])
-  for name in models:
+  speed = train_throughput(loaded, config, a.steps, a.rounds)
+  lat = decode_latency(loaded, [e.tokens for e in examples[: a.latency]])
+  for name in loaded:
     out[name]["train"] = speed[name]
     out[name]["decode_latency"] = lat[name]
 
@@ -278,4 +279,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

@@ -8,15 +8,22 @@ language built from all its staged files. Data: $MTOP_DIR or
 ../shared/data/mtop.
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from pqrnn_jax import input_pipeline, targets
+from absl import flags
+
+from pqrnn_jax import cli, input_pipeline, targets
 from pqrnn_jax.data import readers
 
 LANGS = ("en", "de", "es", "fr", "hi", "th")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+  "mtop_dir", str(input_pipeline.default_mtop_dir()), "MTOP data directory."
+)
+flags.DEFINE_string("out", "mtop_targets.json", "JSON written here.")
 
 
 def staged_files(root: Path):
@@ -30,17 +37,15 @@ def staged_files(root: Path):
     yield "en", pairs
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--mtop_dir", default=str(input_pipeline.default_mtop_dir()))
-  p.add_argument("--out", default="mtop_targets.json")
-  a = p.parse_args()
+def main(argv):
+  cli.no_extra_args(argv)
+  a = FLAGS
   root = Path(a.mtop_dir)
   loaded = [
     (lang, f, readers.read_examples(f)) for lang, f in staged_files(root)
   ]
   if not loaded:
-    raise SystemExit(
+    raise FileNotFoundError(
       f"no MTOP files under {root} (set --mtop_dir or $MTOP_DIR)"
     )
   ontologies = {}
@@ -78,4 +83,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

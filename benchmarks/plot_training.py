@@ -11,7 +11,6 @@ with a parameter average (train.ema_decay) also show the raw parameters'
 exact match, dashed.
 """
 
-import argparse
 import collections
 import json
 from pathlib import Path
@@ -21,10 +20,23 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import flags  # noqa: E402
+
+from pqrnn_jax import cli  # noqa: E402
 
 TRAIN = ("train/loss", "train/token_accuracy")
 EVAL = ("eval/exact_match", "eval/intent_accuracy", "eval/slot_f1")
 RAW = "eval/raw_exact_match"  # Runs with train.ema_decay: raw parameters.
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
+flags.DEFINE_string("out", "training.png", "PNG written here.")
+flags.DEFINE_string("label", "", "The workdir's name in --compare.")
+flags.DEFINE_multi_string(
+  "compare",
+  [],
+  "NAME=WORKDIR of another run for the exact-match comparison plot.",
+)
 
 
 def read_scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -44,21 +56,12 @@ def read_scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
   return {k: sorted(d.items()) for k, d in curves.items()}
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--out", default="training.png")
-  p.add_argument("--label", default="", help="The workdir's name in --compare.")
-  p.add_argument(
-    "--compare",
-    action="append",
-    default=[],
-    help="NAME=WORKDIR of another run for the exact-match comparison plot.",
-  )
-  a = p.parse_args()
+def main(argv):
+  cli.no_extra_args(argv)
+  a = FLAGS
   curves = read_scalars(Path(a.workdir))
   if not curves:
-    raise SystemExit(f"no event files in {a.workdir}")
+    raise FileNotFoundError(f"no event files in {a.workdir}")
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
   for tag in TRAIN:
     if tag in curves:
@@ -93,7 +96,7 @@ def compare(a, curves):
   for item in a.compare:
     name, sep, wd = item.partition("=")
     if not sep:
-      raise SystemExit(f"--compare {item!r}: expected NAME=WORKDIR")
+      raise ValueError(f"--compare {item!r}: expected NAME=WORKDIR")
     runs[name] = read_scalars(Path(wd))
   fig, ax = plt.subplots(figsize=(6, 4))
   for name, c in runs.items():
@@ -116,4 +119,4 @@ def compare(a, curves):
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

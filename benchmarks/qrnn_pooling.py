@@ -8,7 +8,6 @@ Prints a table and writes JSON. Times are medians over repeats of a jitted
 call after a warm-up (compile time reported apart).
 """
 
-import argparse
 import json
 import platform
 import time
@@ -17,8 +16,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from pqrnn_jax import qrnn
+from pqrnn_jax import cli, qrnn
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_integer("hidden", 128, "Hidden size H.")
+flags.DEFINE_list("lengths", ["16", "32", "64", "128"], "Sequence lengths T.")
+flags.DEFINE_integer("repeats", 20, "Timed calls per measurement.")
+flags.DEFINE_string("out", "qrnn_pooling.json", "JSON written here.")
 
 
 def _time(fn, *args, repeats):
@@ -60,20 +67,15 @@ def bench(impl, b, t, h, repeats):
   }
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--batch", type=int, default=64)
-  p.add_argument("--hidden", type=int, default=128)
-  p.add_argument("--lengths", default="16,32,64,128")
-  p.add_argument("--repeats", type=int, default=20)
-  p.add_argument("--out", default="qrnn_pooling.json")
-  a = p.parse_args()
+def main(argv):
+  cli.no_extra_args(argv)
+  a = FLAGS
   rows = []
   print(
     f"{'impl':12s} {'T':>4s} {'fwd ms':>9s} {'fwd+bwd ms':>11s} "
     f"{'compile s':>10s}"
   )
-  for t in map(int, a.lengths.split(",")):
+  for t in map(int, a.lengths):
     for impl in sorted(qrnn.POOLING):
       r = bench(impl, a.batch, t, a.hidden, a.repeats)
       rows.append(r)
@@ -99,4 +101,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

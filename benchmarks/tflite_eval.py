@@ -25,7 +25,6 @@ os.environ.setdefault(
 )
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import argparse
 import json
 import platform
 import time
@@ -33,18 +32,30 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from absl import flags
 
 from pqrnn_jax import (
   checkpoints,
-  evaluate,
+  cli,
   export,
+  inference,
   input_pipeline,
+  models,
+  projection,
   tflite_runner,
 )
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import metrics as metrics_lib
-from pqrnn_jax import model as model_lib
 from pqrnn_jax import targets as targets_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
+flags.DEFINE_enum("split", "test", ["eval", "test"], "Split decoded.")
+flags.DEFINE_integer("limit", 0, "0: whole split.")
+flags.DEFINE_integer("calibration", 300, "int8 calibration utterances.")
+flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
+flags.DEFINE_string("export_dir", "", "Default: WORKDIR/tflite")
+flags.DEFINE_string("out", "", "Default: in export_dir.")
 
 
 def _latency(seconds) -> dict:
@@ -80,7 +91,7 @@ def jax_latency(model_cfg, params, ontology, examples, form):
   """Per-parse seconds of jitted batch-1 constrained greedy decoding."""
   run = jax.jit(
     lambda p, f, n, k: decode_lib.greedy_decode(
-      model_lib.Seq2Seq(model_cfg), p, f, n, k, form=form
+      models.make_model(model_cfg), p, f, n, k, form=form
     )
   )
   kinds = decode_lib.kinds_array(ontology)
@@ -88,7 +99,7 @@ def jax_latency(model_cfg, params, ontology, examples, form):
   seconds = []
   for i, e in enumerate([examples[0]] + list(examples)):
     t0 = time.perf_counter()
-    fps, lengths, _ = evaluate.encode_sources(
+    fps, lengths, _ = projection.featurize(
       [e.tokens], t_max, model_cfg.token_features
     )
     actions = np.asarray(run(params, fps, lengths, kinds))[0]
@@ -98,16 +109,9 @@ def jax_latency(model_cfg, params, ontology, examples, form):
   return seconds
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--workdir", required=True)
-  ap.add_argument("--split", default="test", choices=["eval", "test"])
-  ap.add_argument("--limit", type=int, default=0, help="0: whole split.")
-  ap.add_argument("--calibration", type=int, default=300)
-  ap.add_argument("--checkpoint", default="best")
-  ap.add_argument("--export_dir", default="", help="Default: WORKDIR/tflite")
-  ap.add_argument("--out", default="", help="Default: in export_dir.")
-  args = ap.parse_args()
+def main(argv):
+  cli.no_extra_args(argv)
+  args = FLAGS
 
   model_cfg, ontology, params, config = checkpoints.load_for_inference(
     args.workdir, args.checkpoint
@@ -123,17 +127,18 @@ def main():
     "split": args.split,
     "examples": len(examples),
     "trained_with": model_cfg.quant,
-    "model": model_lib.summary(model_cfg, params),
-    "params": model_lib.param_count(params),
+    "model": models.summary(model_cfg, params),
+    "params": models.param_count(params),
     "machine": f"{platform.machine()} {os.cpu_count()} cpus",
   }
   jax_preds = {}
   for quant in ("none", "int8"):
     cfg = model_cfg.replace(quant=quant)
     t0 = time.time()
-    preds = evaluate.predict_parses(
-      cfg, params, ontology, tokens, batch_size=64, form=form
+    parser = inference.Parser(
+      cfg, params, ontology, form=form, batch_size=64, config=config
     )
+    preds = parser.parse_tokens(tokens)
     jax_preds[quant] = preds
     name = "jax_float" if quant == "none" else "jax_aqt_int8"
     result[name] = _score(preds, examples, jax_preds["none"])
@@ -195,4 +200,4 @@ def _print(r):
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

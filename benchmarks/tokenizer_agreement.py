@@ -6,14 +6,15 @@ Agreement = share of rows where tokenize(column 4) == column 8's tokens.
       [--langs en,de,es,fr] [--show N]
 """
 
-import argparse
 import collections
 import json
 import os
 import pathlib
-import sys
 import unicodedata
 
+from absl import flags
+
+from pqrnn_jax import cli
 from pqrnn_jax.data.tokenizer import tokenize
 
 _LANGS = ("en", "de", "es", "fr")
@@ -21,6 +22,14 @@ _SPLITS = ("eval", "test")
 _DEFAULT_DIR = (
   pathlib.Path(__file__).resolve().parents[1].parent / "shared/data/mtop"
 )
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+  "mtop_dir", os.environ.get("MTOP_DIR", str(_DEFAULT_DIR)), "MTOP data."
+)
+flags.DEFINE_string("out", "tokenizer_agreement.json", "JSON written here.")
+flags.DEFINE_list("langs", list(_LANGS), "hi, th too")
+flags.DEFINE_integer("show", 3, "examples per file")
 
 
 def _category(ours: list[str], gold: list[str]) -> str:
@@ -84,24 +93,12 @@ def measure(mtop_dir: pathlib.Path, langs=_LANGS, n_show: int = 5) -> dict:
   return results
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument(
-    "--mtop_dir",
-    type=pathlib.Path,
-    default=pathlib.Path(os.environ.get("MTOP_DIR", _DEFAULT_DIR)),
-  )
-  parser.add_argument(
-    "--out", type=pathlib.Path, default=pathlib.Path("tokenizer_agreement.json")
-  )
-  parser.add_argument("--langs", default=",".join(_LANGS), help="hi, th too")
-  parser.add_argument("--show", type=int, default=3, help="examples per file")
-  args = parser.parse_args(argv)
-  if not args.mtop_dir.is_dir():
-    print(f"no MTOP data at {args.mtop_dir}", file=sys.stderr)
-    return 1
-  langs = args.langs.split(",")
-  results = measure(args.mtop_dir, langs, n_show=args.show)
+def main(argv) -> None:
+  cli.no_extra_args(argv)
+  mtop_dir = pathlib.Path(FLAGS.mtop_dir)
+  if not mtop_dir.is_dir():
+    raise FileNotFoundError(f"no MTOP data at {mtop_dir}")
+  results = measure(mtop_dir, FLAGS.langs, n_show=FLAGS.show)
   for lang, splits in results.items():
     for split, r in splits.items():
       print(
@@ -118,10 +115,10 @@ def main(argv=None) -> int:
   for splits in results.values():
     for r in splits.values():
       r.pop("examples")
-  args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1))
-  print(f"wrote {args.out}")
-  return 0
+  out = pathlib.Path(FLAGS.out)
+  out.write_text(json.dumps(results, ensure_ascii=False, indent=1))
+  print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main)

@@ -3,53 +3,69 @@
   python benchmarks/train_throughput.py --config configs/mtop.py:en \
     --steps 100 --out benchmarks/results/train_throughput_mtop_en_cpu.json
 
-Runs the real input pipeline and `training.train_step` on all local devices
-(override e.g. --set train.batch_size=128), compiles every bucket shape
-first, then times `--steps` steps. Real examples only are counted (filler
-rows of short batches are not).
+Runs the real input pipeline and `train_step.train_step` on all local
+devices (override e.g. --set train.batch_size=128, or
+--config.train.batch_size=128), compiles every bucket shape first, then
+times `--steps` steps. Real examples only are counted (filler rows of short
+batches are not).
 """
 
-import argparse
 import functools
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import flax
-import jax
+# Config files import `configs.default`: the repository root must be on the
+# path before --config is parsed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pqrnn_jax import input_pipeline, sweep, training
-from pqrnn_jax import model as model_lib
+import flax  # noqa: E402
+import jax  # noqa: E402
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from pqrnn_jax import (  # noqa: E402
+  cli,
+  input_pipeline,
+  models,
+  sweep,
+  train_data,
+  train_state,
+  train_step,
+)
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+  "config", "configs/default.py", "Training config file (path[:arg])."
+)
+flags.DEFINE_integer("steps", 100, "Timed steps.")
+flags.DEFINE_multi_string("set", [], "key=value")
+flags.DEFINE_string("out", "train_throughput.json", "JSON written here.")
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--config", default="configs/default.py")
-  p.add_argument("--steps", type=int, default=100)
-  p.add_argument("--set", action="append", default=[], help="key=value")
-  p.add_argument("--out", default="train_throughput.json")
-  a = p.parse_args()
-  config = sweep.load_config(a.config)
+def main(argv):
+  cli.no_extra_args(argv)
+  config = FLAGS.config
   # Each --set key=value is a one-point sweep: same typed parsing.
-  config = sweep.apply(config, sweep.parse_sweeps(a.set, config)[0])
+  config = sweep.apply(config, sweep.parse_sweeps(FLAGS.set, config)[0])
   with tempfile.TemporaryDirectory() as tmp:
-    ontology, enc = training.setup_data(config, tmp)
-  model_cfg = model_lib.ModelConfig.from_config(config.model, len(ontology))
-  model = model_lib.make_model(model_cfg)
+    ontology, enc = train_data.training_data(config, tmp)
+  model_cfg = models.from_config(config.model, len(ontology)).fit(enc)
+  model = models.make_model(model_cfg)
   devices = jax.local_devices()
   n = len(devices)
   batches = input_pipeline.Batches(
     enc, config.train.batch_size, config.train.buckets, config.seed
   )
-  state = training.create_train_state(config, model_cfg, jax.random.key(0))
+  state = train_state.create_train_state(
+    config.train, model_cfg, jax.random.key(0)
+  )
+  loss_fn = train_step.make_loss_fn(model, config.train.label_smoothing)
   step = jax.pmap(
-    functools.partial(
-      training.train_step,
-      model=model,
-      label_smoothing=config.train.label_smoothing,
-    ),
+    functools.partial(train_step.train_step, loss_fn=loss_fn),
     axis_name="batch",
     donate_argnums=(0,),
   )
@@ -60,8 +76,7 @@ def main():
     nonlocal state
     b = batches(i)
     real = float((b["weights"].sum(1) > 0).sum())
-    b = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), b)
-    state, sums = step(state, b, rng, None)
+    state, sums = step(state, input_pipeline.shard(b, n), rng, None)
     return sums, real
 
   warm = set()
@@ -79,32 +94,32 @@ def main():
   compile_s = time.perf_counter() - t0
   examples = 0.0
   t0 = time.perf_counter()
-  for k in range(a.steps):
+  for k in range(FLAGS.steps):
     sums, real = run(i + k)
     examples += real
   jax.block_until_ready(sums)
   seconds = time.perf_counter() - t0
   out = {
     "benchmark": "train_throughput",
-    "config": a.config,
-    "overrides": a.set,
+    "config": config_flags.get_config_filename(FLAGS["config"]),
+    "overrides": FLAGS.set,
     "backend": jax.default_backend(),
     "devices": n,
     "device": devices[0].device_kind,
     "machine": platform.machine(),
     "date": time.strftime("%Y-%m-%d"),
-    "params": model_lib.param_count(flax.jax_utils.unreplicate(state.params)),
+    "params": models.param_count(flax.jax_utils.unreplicate(state.params)),
     "batch_size": config.train.batch_size,
-    "steps": a.steps,
+    "steps": FLAGS.steps,
     "seconds": seconds,
-    "steps_per_s": a.steps / seconds,
+    "steps_per_s": FLAGS.steps / seconds,
     "examples_per_s": examples / seconds,
     "compile_s": compile_s,
   }
   print(json.dumps(out, indent=1))
-  Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(a.out).write_text(json.dumps(out, indent=1))
+  Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
+  Path(FLAGS.out).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

@@ -229,7 +229,6 @@ def manifest(model_cfg, ontology, form: str, variant: str) -> dict:
     "form": form,
     "max_source_len": model_cfg.max_source_len,
     "max_target_len": model_cfg.max_target_len,
-    "decoder_layers": model_cfg.decoder_layers,
     "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
     "fingerprint": "MurmurHash3_x86_32, seed 0, of the case-folded token's "
     "UTF-8 bytes; fed as int32 with the same 32 bits. With token_features, "

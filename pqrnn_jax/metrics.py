@@ -1,93 +1,27 @@
 """MTOP metrics over bracketed TOP trees: exact match, intent, slot F1.
 
-A tree is "[IN:X ... ]" at the root; an intent holds words and "[SL:Y ... ]"
-slots; a slot holds words and nested "[IN:..." trees and is never empty;
-tokens are separated by whitespace and nothing may follow the root's "]".
-Words are any other tokens that neither start with "[" nor are "]".
+What a valid tree is: targets.read_tree. An invalid prediction scores as
+wrong; an invalid gold is an error.
 """
 
 import collections
-import dataclasses
 from collections.abc import Sequence
 
-_INTENT, _SLOT = "IN", "SL"
+from pqrnn_jax import targets
 
-
-@dataclasses.dataclass(frozen=True)
-class Node:
-  """An intent or slot: label like "IN:GET_WEATHER"; children nodes or words."""
-
-  label: str
-  children: tuple["Node | str", ...] = ()
-
-  @property
-  def is_intent(self) -> bool:
-    return self.label.startswith(_INTENT + ":")
-
-
-def normalize(s: str) -> str:
-  """Collapses every run of whitespace to one space and strips the ends."""
-  return " ".join(s.split())
+# The one tree grammar lives in targets.py.
+Node = targets.Node
+normalize = targets.normalize
+parse_tree = targets.parse_tree
+is_valid_tree = targets.is_valid_tree
 
 
 def _parse(s) -> tuple[Node, list[tuple[str, str]]] | None:
-  """(root, [(slot label, slot text)] for every slot) or None if invalid."""
-  if not isinstance(s, str):
+  """(root, [(slot label, slot text)]) or None if s is not a valid tree."""
+  try:
+    return targets.read_tree(s)
+  except targets.OntologyError:
     return None
-  # Each open node is (label, children, words); an explicit stack instead of
-  # recursion so that no input, however deep, can raise RecursionError.
-  stack: list[tuple[str, list, list[str]]] = []
-  root, slots = None, []
-  for token in s.split():
-    if root is not None:
-      return None  # tokens after the root closed
-    if token == "]":
-      if not stack:
-        return None
-      label, children, words = stack.pop()
-      node = Node(label, tuple(children))
-      if not node.is_intent and not children:
-        return None  # an empty slot has no text to score
-      if not stack:
-        root = node
-        continue
-      if not node.is_intent:
-        slots.append((label, " ".join(words)))
-      stack[-1][1].append(node)
-      stack[-1][2].extend(words)
-    elif token.startswith("["):
-      kind, colon, name = token[1:].partition(":")
-      if kind not in (_INTENT, _SLOT) or not colon or not name:
-        return None
-      if "[" in name or "]" in name:
-        return None  # glued tokens such as "[IN:X]"
-      parent_kind = stack[-1][0][:2] if stack else None
-      # Intents open at the root or directly inside a slot; slots only
-      # directly inside an intent.
-      if kind == _INTENT and parent_kind not in (None, _SLOT):
-        return None
-      if kind == _SLOT and parent_kind != _INTENT:
-        return None
-      stack.append((token[1:], [], []))
-    elif stack:
-      stack[-1][1].append(token)
-      stack[-1][2].append(token)
-    else:
-      return None  # a word outside the root
-  if root is None:
-    return None  # empty, or unbalanced
-  return root, slots
-
-
-def parse_tree(s: str) -> Node | None:
-  """The tree of a TOP bracket string, or None if it is not a valid tree."""
-  parsed = _parse(s)
-  return None if parsed is None else parsed[0]
-
-
-def is_valid_tree(s: str) -> bool:
-  """Whether s is a valid tree; never raises, whatever s is."""
-  return _parse(s) is not None
 
 
 def _check_lengths(preds: Sequence[str], golds: Sequence[str]) -> None:

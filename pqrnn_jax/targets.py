@@ -108,18 +108,105 @@ class Ontology:
     return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def _check_items(items: Sequence[str]) -> None:
-  """Raises OntologyError unless items are one well-bracketed tree."""
-  depth = 0
-  for i, it in enumerate(items):
-    if _is_open(it):
-      depth += 1
-    elif it == CLOSE:
-      depth -= 1
-    if depth < 0 or (depth == 0 and i != len(items) - 1):
-      raise OntologyError(f"not a single tree: {' '.join(items)!r}")
-  if not items or depth != 0 or not items[0].startswith("[IN:"):
-    raise OntologyError(f"not a single tree: {' '.join(items)!r}")
+# -- The tree grammar (readers, targets, metrics all use this one) ---------
+
+_INTENT, _SLOT = "IN", "SL"
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+  """An intent or slot: label like "IN:GET_WEATHER"; children nodes or words."""
+
+  label: str
+  children: tuple["Node | str", ...] = ()
+
+  @property
+  def is_intent(self) -> bool:
+    return self.label.startswith(_INTENT + ":")
+
+
+def _open(token: str, stack) -> str | None:
+  """Pushes an opening token; returns what is wrong with it, or None."""
+  kind, colon, name = token[1:].partition(":")
+  if kind not in (_INTENT, _SLOT) or not colon or not name:
+    return f"{token!r} is not '[IN:NAME' or '[SL:NAME'"
+  if "[" in name or "]" in name:
+    return f"{token!r}: brackets glued to a label"
+  parent = stack[-1][0][:2] if stack else None
+  # Intents open at the root or directly inside a slot; slots only
+  # directly inside an intent.
+  if kind == _INTENT and parent not in (None, _SLOT):
+    return f"{token!r} directly inside an intent"
+  if kind == _SLOT and parent != _INTENT:
+    return f"{token!r} outside an intent"
+  stack.append((token[1:], [], []))
+  return None
+
+
+def read_tree(s: str) -> tuple[Node, list[tuple[str, str]]]:
+  """(root, [(slot label, slot text)] for every slot) of a TOP bracket
+  string; raises OntologyError saying what is wrong.
+
+  A tree is "[IN:X ... ]" at the root; an intent holds words and
+  "[SL:Y ... ]" slots; a slot holds words and nested "[IN:..." trees, and
+  may be empty (TOP has "[SL:PERSON_REMINDED ]"); tokens are separated by
+  whitespace and nothing may follow the root's "]". Words are any other
+  tokens that neither start with "[" nor are "]".
+  """
+  if not isinstance(s, str):
+    raise OntologyError(f"not a string: {type(s).__name__}")
+  # Each open node is (label, children, words); an explicit stack instead of
+  # recursion so that no input, however deep, can raise RecursionError.
+  stack, root, slots = [], None, []
+  for token in s.split():
+    problem = None
+    if root is not None:
+      problem = f"{token!r} after the root closed"
+    elif token == "]":
+      if not stack:
+        problem = "unbalanced brackets, ']' closes nothing"
+      else:
+        label, children, words = stack.pop()
+        node = Node(label, tuple(children))
+        if not stack:
+          root = node
+          continue
+        if not node.is_intent:
+          slots.append((label, " ".join(words)))
+        stack[-1][1].append(node)
+        stack[-1][2].extend(words)
+    elif token.startswith("["):
+      problem = _open(token, stack)
+    elif stack:
+      stack[-1][1].append(token)
+      stack[-1][2].append(token)
+    else:
+      problem = f"word {token!r} outside the root"
+    if problem:
+      raise OntologyError(f"not a tree ({problem}): {s[:60]!r}")
+  if root is None:
+    why = f"unbalanced brackets, {len(stack)} unclosed" if stack else "empty"
+    raise OntologyError(f"not a tree ({why}): {s[:60]!r}")
+  return root, slots
+
+
+def tree_problem(s) -> str | None:
+  """What is wrong with a TOP bracket string, or None for a valid tree."""
+  try:
+    read_tree(s)
+  except OntologyError as e:
+    return str(e)
+  return None
+
+
+def parse_tree(s) -> Node | None:
+  """The tree of a TOP bracket string, or None if it is not a valid tree."""
+  return None if tree_problem(s) else read_tree(s)[0]
+
+
+def is_valid_tree(s) -> bool:
+  """Whether s is a valid tree; never raises, whatever s is."""
+  return tree_problem(s) is None
 
 
 def find_run(run, tokens, start):
@@ -158,8 +245,8 @@ def parse_to_actions(
     OntologyError: the parse is not a tree or has an unknown label.
     AlignmentError: a word of the parse is not one of `tokens`.
   """
+  read_tree(parse)
   items = parse.split()
-  _check_items(items)
   v = len(ontology)
   actions, run, last = [], [], -1
 

@@ -41,6 +41,7 @@ def test_parse_nested_tree():
     "[IN:A [SL:B x ] [SL:B x ] ]",
     "\t[IN:A\n[SL:B   x ]  ]  ",  # any whitespace separates tokens
     "[IN:A [SL:B a]b ] ]",  # "a]b" is a word: only a bare "]" closes
+    "[IN:A [SL:B ] ]",  # an empty slot is valid TOP ([SL:PERSON_REMINDED ])
   ],
 )
 def test_valid_trees(s):
@@ -65,7 +66,6 @@ def test_valid_trees(s):
     "[SL:B x ]",  # slot at the root
     "[IN:A [SL:B [SL:C x ] ] ]",  # slot directly in a slot
     "[IN:A [IN:B ] ]",  # intent directly in an intent
-    "[IN:A [SL:B ] ]",  # empty slot
     "[IN: ]",  # empty labels
     "[IN:A [SL: x ] ]",
     "[IN ]",

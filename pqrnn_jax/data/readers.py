@@ -19,6 +19,7 @@ import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from pqrnn_jax import targets
 from pqrnn_jax.data.example import DataError, Example
 from pqrnn_jax.data.tokenizer import tokenize
 
@@ -56,23 +57,10 @@ class Examples(list):
 
 
 def check_parse(parse: str) -> str | None:
-  """Returns what is wrong with a bracketed parse (light check), or None."""
+  """What is wrong with a bracketed parse (targets.read_tree), or None."""
   if not parse.strip():
     return "empty parse"
-  if not parse.startswith("[IN:"):
-    return f"parse does not start with '[IN:': {parse[:40]!r}"
-  depth = 0
-  pieces = parse.split()
-  for i, piece in enumerate(pieces):
-    if piece.startswith("["):
-      depth += 1
-    elif piece == "]":
-      depth -= 1
-    if depth <= 0 and i < len(pieces) - 1:
-      return f"unbalanced brackets in parse at piece {i + 1}: {parse[:60]!r}"
-  if depth != 0:
-    return f"unbalanced brackets in parse ({depth} unclosed): {parse[:60]!r}"
-  return None
+  return targets.tree_problem(parse)
 
 
 def _as_path(path) -> Any:
