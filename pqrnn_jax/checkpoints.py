@@ -9,6 +9,7 @@ highest eval exact match, chosen by orbax's `best_fn`). No TensorFlow
 import here, so the inference CLIs start fast.
 """
 
+import logging
 from pathlib import Path
 
 import jax
@@ -28,14 +29,17 @@ def manager(path: Path, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(Path(path).absolute(), options=options)
 
 
+def _rank(metrics: dict):
+  """Sort key of best/: exact match, and on a tie the earlier step (the
+  first checkpoint to reach a score keeps best/, as "save when better")."""
+  return (metrics[BEST_METRIC], -metrics["step"])
+
+
 def best_manager(path: Path) -> ocp.CheckpointManager:
   """A manager keeping the one checkpoint of highest eval exact match; each
-  save passes `metrics` and orbax drops the worse one."""
+  save passes `metrics` (with its "step") and orbax drops the worse one."""
   options = ocp.CheckpointManagerOptions(
-    max_to_keep=1,
-    create=True,
-    best_fn=lambda m: m[BEST_METRIC],
-    best_mode="max",
+    max_to_keep=1, create=True, best_fn=_rank, best_mode="max"
   )
   return ocp.CheckpointManager(Path(path).absolute(), options=options)
 
@@ -74,14 +78,58 @@ def unreplicate(tree):
   return jax.tree.map(lambda x: x[0], tree)
 
 
-def restore_meta(ckpt_dir: Path, step=None) -> tuple[dict, int]:
-  """The JSON meta (config, model, ontology) of a checkpoint, and its step."""
-  with manager(ckpt_dir, 1) as mgr:
-    step = mgr.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-    r = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-  return r["meta"], step
+def read_meta(mgr, step: int) -> dict:
+  """The JSON meta of one step of a manager."""
+  r = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+  return r["meta"]
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that exists but cannot be read."""
+
+
+def _why(e: Exception) -> str:
+  """One line of an orbax/tensorstore/JSON failure."""
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+
+
+def set_aside(mgr, step: int) -> Path:
+  """Moves an unreadable checkpoint out of the manager's way (so the step
+  can be written again) to `<dir>/unreadable-<step>`; returns the path."""
+  src = Path(mgr.directory) / str(step)
+  dst = src.with_name(f"unreadable-{step}")
+  n = 1
+  while dst.exists():
+    dst, n = src.with_name(f"unreadable-{step}.{n}"), n + 1
+  src.rename(dst)
+  mgr.reload()
+  return dst
+
+
+def restore_newest(mgr, restore):
+  """restore(step) for the newest step that restores, newest first; an
+  unreadable one is set aside with one warning line naming it and why.
+  Raises CheckpointError when steps exist and none restores; returns
+  (None, None) when there are none."""
+  failures = []
+  for step in sorted(mgr.all_steps(), reverse=True):
+    try:
+      return step, restore(step)
+    except Exception as e:  # orbax raises many kinds for a damaged file.
+      where = set_aside(mgr, step)
+      logging.warning(
+        "checkpoint %s is unreadable (%s); moved to %s, trying an older one",
+        Path(mgr.directory) / str(step),
+        _why(e),
+        where,
+      )
+      failures.append(f"{step} ({_why(e)})")
+  if failures:
+    raise CheckpointError(
+      f"no checkpoint in {mgr.directory} restores: " + "; ".join(failures)
+    )
+  return None, None
 
 
 def restore_state(mgr, step: int, state):
@@ -111,10 +159,22 @@ def load_for_inference(workdir, which: str = "best"):
   """(model config, ontology, params, config) from a workdir's checkpoint.
 
   `which` is "best" (by eval exact match, falling back to the latest) or
-  "latest".
+  "latest". A checkpoint that cannot be read raises CheckpointError naming
+  its path.
   """
   d = _inference_dir(Path(workdir), which)
-  meta, step = restore_meta(d, max(ocp.utils.checkpoint_steps(d.absolute())))
+  step = max(ocp.utils.checkpoint_steps(d.absolute()))
+  try:
+    return _load(d, step)
+  except Exception as e:  # orbax raises many kinds for a damaged file.
+    raise CheckpointError(
+      f"cannot read checkpoint {d / str(step)}: {_why(e)}"
+    ) from e
+
+
+def _load(d: Path, step: int):
+  with manager(d, 1) as mgr:
+    meta = read_meta(mgr, step)
   ontology = targets_lib.Ontology.from_dict(meta["ontology"])
   model_cfg = models.from_meta(meta["model"])
   one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

@@ -160,7 +160,9 @@ def read_tree(s: str) -> tuple[Node, list[tuple[str, str]]]:
   stack, root, slots = [], None, []
   for token in s.split():
     problem = None
-    if root is not None:
+    if root is None and not stack and not token.startswith("[IN:"):
+      problem = f"does not start with '[IN:' but {token!r}"
+    elif root is not None:
       problem = f"{token!r} after the root closed"
     elif token == "]":
       if not stack:

@@ -105,10 +105,13 @@ def _host_sums(sums, step: int) -> dict:
 
 
 def _saved(ckpts):
-  """(ontology, model meta) of the latest checkpoint, or (None, None)."""
-  if ckpts.latest_step() is None:
+  """(ontology, model meta) of the newest readable checkpoint, or (None,
+  None) for a fresh run."""
+  _, meta = checkpoints.restore_newest(
+    ckpts, lambda step: checkpoints.read_meta(ckpts, step)
+  )
+  if meta is None:
     return None, None
-  meta, _ = checkpoints.restore_meta(Path(ckpts.directory))
   return targets_lib.Ontology.from_dict(meta["ontology"]), meta["model"]
 
 
@@ -220,14 +223,13 @@ def periodic_eval(config, workdir, model_cfg, ontology, state, meta) -> dict:
   if state.ema is not None:
     metrics["raw_exact_match"] = score(state.params)["exact_match"]
   metrics["seconds"] = time.time() - t0
+  ranked = dict(metrics, step=int(state.step))
   with checkpoints.best_manager(workdir / "best") as mgr:
-    checkpoints.save(mgr, state.averaged(), dict(meta, eval=metrics), metrics)
+    checkpoints.save(mgr, state.averaged(), dict(meta, eval=metrics), ranked)
     mgr.wait_until_finished()
     best = mgr.best_step()
-  if best == int(state.step):
-    (workdir / "best" / "best.json").write_text(
-      json.dumps(dict(metrics, step=best), indent=1)
-    )
+  if best == int(state.step):  # A human-readable copy of best/'s metrics.
+    (workdir / "best" / "best.json").write_text(json.dumps(ranked, indent=1))
   return metrics
 
 
@@ -235,14 +237,17 @@ def periodic_eval(config, workdir, model_cfg, ontology, state, meta) -> dict:
 
 
 def _initial_state(config, ckpts, model_cfg):
-  """Fresh state from the seed, or the latest checkpoint's."""
+  """Fresh state from the seed, or the newest checkpoint that restores."""
   rng = jax.random.key(config.seed)
   state = train_state.create_train_state(
     config.train, model_cfg, jax.random.fold_in(rng, 0)
   )
-  if ckpts.latest_step() is not None:
-    state = checkpoints.restore_state(ckpts, ckpts.latest_step(), state)
-    logging.info("resumed from step %d", int(state.step))
+  step, restored = checkpoints.restore_newest(
+    ckpts, lambda step: checkpoints.restore_state(ckpts, step, state)
+  )
+  if restored is not None:
+    state = restored
+    logging.info("resumed from step %d", step)
   return state, jax.random.fold_in(rng, 1)
 
 
