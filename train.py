@@ -6,10 +6,12 @@ e.g. --config.train.batch_size=128. Rerunning the same command resumes.
 
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Before TF is imported.
+
+from pqrnn_jax import cli  # noqa: E402  (after the environment is set)
 
 config_flags.DEFINE_config_file(
   "config", "configs/default.py", "Training config file.", lock_config=True
@@ -19,14 +21,10 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.no_extra_args(argv)
   import jax
 
-  # TF is only the input/export toolkit here: keep it off any accelerator.
-  import tensorflow as tf
-
-  tf.config.set_visible_devices([], "GPU")
+  cli.import_tensorflow()
   from pqrnn_jax import training
 
   logging.info("JAX devices: %s", jax.devices())
@@ -34,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -169,17 +169,25 @@ def _p_step(config, model, teacher, devices):
 
 
 def _writers(config, workdir, model_cfg, state, batches):
-  """(metric writer, progress reporter); logs the run's summary."""
-  writer = metric_writers.create_default_writer(
-    str(workdir), just_logging=jax.process_index() > 0
-  )
+  """(TensorBoard writer, progress reporter); logs the run's summary. Log
+  lines are this module's own (`_Progress`), so the writer only writes
+  event files, from process 0."""
+  if jax.process_index() == 0:
+    writer = metric_writers.AsyncWriter(
+      metric_writers.SummaryWriter(str(workdir))
+    )
+  else:
+    writer = metric_writers.MultiWriter([])
   n_train = len(batches.enc.lengths)
   logging.info("%s", models.summary(model_cfg, state.params))
   logging.info(
-    "%d train examples, %d steps/epoch, %d local devices",
+    "%d train examples, %d steps/epoch, %d local devices; checkpoints in %s, "
+    "TensorBoard logs in %s",
     n_train,
     batches.steps_per_epoch,
     len(_devices(config)),
+    workdir / "checkpoints",
+    workdir,
   )
   if int(state.step) == 0:
     n = models.param_count(state.params)
@@ -190,6 +198,34 @@ def _writers(config, workdir, model_cfg, state, batches):
     num_train_steps=config.train.num_steps, writer=writer
   )
   return writer, report
+
+
+class _Progress:
+  """One log line per `log_every` steps: loss, accuracy, speed, ETA."""
+
+  def __init__(self, step: int, total: int):
+    self.step, self.total, self.t = step, total, time.time()
+
+  def log(self, step: int, scalars: dict) -> None:
+    now = time.time()
+    rate = (step - self.step) / max(now - self.t, 1e-9)
+    eta = (self.total - step) / rate if rate else 0.0
+    self.step, self.t = step, now
+    logging.info(
+      "step %d/%d: loss %.4f, token accuracy %.4f, %.2f steps/s, ETA %s",
+      step,
+      self.total,
+      scalars["train/loss"],
+      scalars["train/token_accuracy"],
+      rate,
+      _duration(eta),
+    )
+
+
+def _duration(seconds: float) -> str:
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 # -- Evaluation -------------------------------------------------------------
@@ -230,6 +266,19 @@ def periodic_eval(config, workdir, model_cfg, ontology, state, meta) -> dict:
     best = mgr.best_step()
   if best == int(state.step):  # A human-readable copy of best/'s metrics.
     (workdir / "best" / "best.json").write_text(json.dumps(ranked, indent=1))
+  raw = metrics.get("raw_exact_match")
+  logging.info(
+    "eval at step %d: exact match %.4f%s, intent %.4f, slot F1 %.4f (%d "
+    "examples, %.1f s)%s",
+    int(state.step),
+    metrics["exact_match"],
+    "" if raw is None else f" (raw parameters {raw:.4f})",
+    metrics["intent_accuracy"],
+    metrics["slot_f1"],
+    len(examples),
+    metrics["seconds"],
+    f"; best so far, saved to {workdir / 'best'}" if best == state.step else "",
+  )
   return metrics
 
 
@@ -304,6 +353,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     logging.warning(
       "stopped at step %d; rerun the same command to resume", step
     )
+  else:
+    logging.info(
+      "done at step %d; best checkpoint in %s", step, workdir / "best"
+    )
   return last_eval
 
 
@@ -316,6 +369,7 @@ def _loop(config, run_step, state, metrics_cls, io):
   if config.train.stop_after:
     end = min(end, step + config.train.stop_after)
   pending, acc, last_eval = None, None, {}
+  progress = _Progress(step, config.train.num_steps)
   with _StopFlag() as stop:
     while step < end and not stop.is_set():
       state, sums = run_step(state, step)
@@ -328,7 +382,9 @@ def _loop(config, run_step, state, metrics_cls, io):
       last = step == config.train.num_steps
       if step % config.log_every == 0 or last:
         acc = _merge(acc, metrics_cls, _host_sums(sums, step))
-        writer.write_scalars(step, _train_scalars(acc))
+        scalars = _train_scalars(acc)
+        writer.write_scalars(step, scalars)
+        progress.log(step, scalars)
         pending, acc = None, None
       if step % config.checkpoint_every == 0:
         checkpoints.save(ckpts, state, meta)
