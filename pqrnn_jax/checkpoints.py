@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
-from pqrnn_jax import models
+from pqrnn_jax import models, projection
 from pqrnn_jax import targets as targets_lib
 
 BEST_METRIC = "exact_match"
@@ -82,6 +82,9 @@ def read_meta(mgr, step: int) -> dict:
   """The JSON meta of one step of a manager."""
   r = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
   return r["meta"]
+
+
+FormatError = projection.FormatError
 
 
 class CheckpointError(ValueError):
@@ -166,6 +169,8 @@ def load_for_inference(workdir, which: str = "best"):
   step = max(ocp.utils.checkpoint_steps(d.absolute()))
   try:
     return _load(d, step)
+  except FormatError:
+    raise
   except Exception as e:  # orbax raises many kinds for a damaged file.
     raise CheckpointError(
       f"cannot read checkpoint {d / str(step)}: {_why(e)}"
@@ -175,6 +180,7 @@ def load_for_inference(workdir, which: str = "best"):
 def _load(d: Path, step: int):
   with manager(d, 1) as mgr:
     meta = read_meta(mgr, step)
+  projection.check_format(meta.get("projection_format"), d / str(step))
   ontology = targets_lib.Ontology.from_dict(meta["ontology"])
   model_cfg = models.from_meta(meta["model"])
   one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

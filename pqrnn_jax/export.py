@@ -46,7 +46,7 @@ import numpy as np
 
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import model as model_lib
-from pqrnn_jax import models
+from pqrnn_jax import models, projection
 from pqrnn_jax.targets import EOS_ID, PAD_ID
 
 VARIANTS = ("int8", "float", "dynamic")
@@ -225,6 +225,7 @@ def manifest(model_cfg, ontology, form: str, variant: str) -> dict:
   specs = signature_specs(model_cfg)
   return {
     "format": FORMAT,
+    "projection_format": projection.FORMAT_VERSION,
     "variant": variant,
     "form": form,
     "max_source_len": model_cfg.max_source_len,

@@ -19,6 +19,12 @@ import jax.numpy as jnp
 import mmh3
 import numpy as np
 
+# Version of what a token becomes (fingerprint + projected features). Every
+# checkpoint and .tflite records it; a change of either function must bump
+# it, update the golden values in tests/golden_test.py, and old files are
+# then refused clearly instead of parsing garbage.
+FORMAT_VERSION = 1
+
 # murmur3 fmix32 multipliers and the 32-bit golden ratio (Weyl step).
 _FMIX_M1 = 0x85EBCA6B
 _FMIX_M2 = 0xC2B2AE35
@@ -122,6 +128,22 @@ def fingerprint_batch(
     fps[i, : len(tokens)] = fingerprint(tokens, features)
     lengths[i] = len(tokens)
   return fps, lengths
+
+
+class FormatError(ValueError):
+  """A checkpoint or .tflite of another projection format."""
+
+
+def check_format(version, where) -> None:
+  """Raises unless `version` (None: written before versions, i.e. 1) is
+  this code's FORMAT_VERSION."""
+  version = 1 if version is None else version
+  if version != FORMAT_VERSION:
+    raise FormatError(
+      f"{where} was made with projection format {version}, this code has "
+      f"format {FORMAT_VERSION}: retrain or re-export with this version, or "
+      "install the pqrnn_jax version that made it"
+    )
 
 
 def featurize(token_lists, max_len: int, features=(), *, truncate=True):

@@ -50,6 +50,7 @@ class TFLiteParser:
   def __init__(self, model_path, num_threads: int = 1, manifest=None):
     self.manifest = manifest or read_manifest(model_path)
     m = self.manifest
+    projection.check_format(m.get("projection_format"), model_path)
     self.interpreter = Interpreter(
       model_path=str(model_path), num_threads=num_threads
     )

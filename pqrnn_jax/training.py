@@ -25,7 +25,6 @@ import jax
 import ml_collections
 import numpy as np
 from clu import metric_writers, periodic_actions
-from clu import metrics as clu_metrics
 
 from pqrnn_jax import (
   checkpoints,
@@ -34,7 +33,9 @@ from pqrnn_jax import (
   inference,
   input_pipeline,
   models,
+  projection,
   train_data,
+  train_metrics,
   train_state,
   train_step,
 )
@@ -63,44 +64,6 @@ class _StopFlag:
       signal.signal(sig, handler)
 
 
-# -- Metrics: per-step sums -> per-token means (clu.metrics) ---------------
-
-
-def _per_token(name: str):
-  """A clu Average of sum `name` over the batch's target tokens."""
-
-  class PerToken(clu_metrics.Average):
-    @classmethod
-    def from_model_output(cls, **sums):
-      return cls(total=sums[name], count=sums["tokens"])
-
-  return PerToken
-
-
-def train_metrics(kd: bool):
-  """The clu Collection of logged train metrics."""
-  fields = {
-    "loss": _per_token("loss"),
-    "nll": _per_token("nll"),
-    "token_accuracy": _per_token("correct"),
-    "grad_norm": clu_metrics.LastValue.from_output("grad_norm"),
-  }
-  if kd:
-    fields["kd"] = _per_token("kd")
-  return clu_metrics.Collection.create(**fields)
-
-
-def _host_sums(sums, step: int) -> dict:
-  """Device 0's copy of the step's sums, as numpy; raises on a NaN loss."""
-  sums = {k: np.asarray(v)[0].astype(np.float64) for k, v in sums.items()}
-  if not np.isfinite(sums["loss"]):
-    raise FloatingPointError(
-      f"loss became {sums['loss']} at step {step}: lower the learning rate "
-      f"or check the data; the last good checkpoint is kept"
-    )
-  return sums
-
-
 # -- Setup ------------------------------------------------------------------
 
 
@@ -112,6 +75,7 @@ def _saved(ckpts):
   )
   if meta is None:
     return None, None
+  projection.check_format(meta.get("projection_format"), ckpts.directory)
   return targets_lib.Ontology.from_dict(meta["ontology"]), meta["model"]
 
 
@@ -198,34 +162,6 @@ def _writers(config, workdir, model_cfg, state, batches):
     num_train_steps=config.train.num_steps, writer=writer
   )
   return writer, report
-
-
-class _Progress:
-  """One log line per `log_every` steps: loss, accuracy, speed, ETA."""
-
-  def __init__(self, step: int, total: int):
-    self.step, self.total, self.t = step, total, time.time()
-
-  def log(self, step: int, scalars: dict) -> None:
-    now = time.time()
-    rate = (step - self.step) / max(now - self.t, 1e-9)
-    eta = (self.total - step) / rate if rate else 0.0
-    self.step, self.t = step, now
-    logging.info(
-      "step %d/%d: loss %.4f, token accuracy %.4f, %.2f steps/s, ETA %s",
-      step,
-      self.total,
-      scalars["train/loss"],
-      scalars["train/token_accuracy"],
-      rate,
-      _duration(eta),
-    )
-
-
-def _duration(seconds: float) -> str:
-  m, s = divmod(int(seconds), 60)
-  h, m = divmod(m, 60)
-  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 # -- Evaluation -------------------------------------------------------------
@@ -317,6 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   )
   state, step_rng = _initial_state(config, ckpts, model_cfg)
   meta = {
+    "projection_format": projection.FORMAT_VERSION,
     "config": config.to_dict(),
     "ontology": ontology.to_dict(),
     "model": models.to_meta(model_cfg),
@@ -339,7 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
       state, input_pipeline.shard(batches(step), len(devices)), step_rng, frozen
     ),
     state,
-    train_metrics(teacher is not None),
+    train_metrics.collection(teacher is not None),
     (writer, report, ckpts, meta, evaluate_now),
   )
 
@@ -369,22 +306,22 @@ def _loop(config, run_step, state, metrics_cls, io):
   if config.train.stop_after:
     end = min(end, step + config.train.stop_after)
   pending, acc, last_eval = None, None, {}
-  progress = _Progress(step, config.train.num_steps)
+  progress = train_metrics.Progress(step, config.train.num_steps)
   with _StopFlag() as stop:
     while step < end and not stop.is_set():
       state, sums = run_step(state, step)
       step += 1
       # Pull step N-1's metrics only after step N is dispatched.
       if pending is not None:
-        acc = _merge(acc, metrics_cls, _host_sums(pending[1], pending[0]))
+        acc = train_metrics.add(acc, metrics_cls, *pending)
       pending = (step, sums)
       report(step)
       last = step == config.train.num_steps
       if step % config.log_every == 0 or last:
-        acc = _merge(acc, metrics_cls, _host_sums(sums, step))
-        scalars = _train_scalars(acc)
-        writer.write_scalars(step, scalars)
-        progress.log(step, scalars)
+        acc = train_metrics.add(acc, metrics_cls, step, sums)
+        logged = train_metrics.scalars(acc)
+        writer.write_scalars(step, logged)
+        progress.log(step, logged)
         pending, acc = None, None
       if step % config.checkpoint_every == 0:
         checkpoints.save(ckpts, state, meta)
@@ -395,14 +332,5 @@ def _loop(config, run_step, state, metrics_cls, io):
           step, {f"eval/{k}": v for k, v in last_eval.items()}
         )
   if pending is not None:  # A NaN in the last steps is still an error.
-    _host_sums(pending[1], pending[0])
+    train_metrics.host_sums(pending[1], pending[0])
   return state, step, last_eval
-
-
-def _merge(acc, metrics_cls, sums):
-  m = metrics_cls.single_from_model_output(**sums)
-  return m if acc is None else acc.merge(m)
-
-
-def _train_scalars(acc) -> dict:
-  return {f"train/{k}": float(v) for k, v in acc.compute().items()}

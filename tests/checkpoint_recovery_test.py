@@ -102,3 +102,20 @@ def test_inference_on_a_damaged_checkpoint_names_it(tmp_path):
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith("error: cannot read checkpoint") and str(best) in last
   assert "Traceback" not in r.stderr
+
+
+def test_a_checkpoint_of_another_projection_format_is_refused(tmp_path):
+  import json
+
+  from pqrnn_jax import projection
+
+  training.train_and_evaluate(_config(3), tmp_path)
+  for d in ("checkpoints", "best"):
+    f = tmp_path / d / "3" / "meta" / "metadata"
+    meta = json.loads(f.read_text())
+    assert meta["projection_format"] == projection.FORMAT_VERSION
+    f.write_text(json.dumps(dict(meta, projection_format=999)))
+  with pytest.raises(projection.FormatError, match="projection format 999"):
+    checkpoints.load_for_inference(tmp_path)
+  with pytest.raises(projection.FormatError, match="projection format 999"):
+    training.train_and_evaluate(_config(6), tmp_path)

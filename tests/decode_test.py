@@ -339,3 +339,26 @@ def test_greedy_runs_inside_an_outer_jit():
   with pytest.raises(ValueError, match="max_target_len"):
     small = model_lib.Seq2Seq(_tiny(max_target_len=2))
     decode.greedy_decode(small, params, fps, lengths, KINDS)
+
+
+@pytest.mark.parametrize("alpha", [0.6, 1.5])
+def test_beam_score_is_log_prob_over_the_gnmt_penalty_in_full_form(alpha):
+  """The returned score is sum log p through EOS / ((5 + len) / 6) ** alpha,
+  len counting EOS, checked by teacher forcing, with form="full"."""
+  params, fps, lengths = _setup(11, scale=3.0)
+  beam, score = decode.beam_search(
+    MODEL,
+    params,
+    fps,
+    lengths,
+    KINDS,
+    beam_size=3,
+    length_penalty=alpha,
+    form="full",
+  )
+  _check_rows(beam, lengths, ONT, "full")
+  forced = np.asarray(decode.score_actions(MODEL, params, fps, lengths, beam))
+  n = np.argmax(np.asarray(beam) == EOS_ID, axis=1) + 1  # EOS included.
+  assert np.all(np.asarray(beam)[np.arange(len(n)), n - 1] == EOS_ID)
+  want = forced / ((5.0 + n) / 6.0) ** alpha
+  np.testing.assert_allclose(score, want, rtol=1e-4, atol=1e-4)
