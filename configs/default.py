@@ -28,6 +28,8 @@ def get_config():
   d.tfds_language = "en"  # tfds: the MTOP builder config (language).
   d.tfds_dir = ""  # tfds: where prepared data goes; "" = TFDS default.
   d.skip_bad_rows = False  # Skip (and count) malformed rows, else raise.
+  d.skip_unusable = False  # Train on the rest when > 1% of the train rows
+  # cannot be encoded (too long, unalignable); else that is an error.
   d.augment_ratio = 0.0  # Slot-value substituted copies per train example
   # (pqrnn_jax/augment.py); 0 = off.
   d.form = "decoupled"  # "decoupled" (MTOP) or "full" (TOP): decoding rules.

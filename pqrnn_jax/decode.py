@@ -11,7 +11,9 @@ applies exactly the rules that the jitted decoders here apply.
 
 Rules: the first action opens "[IN:"; an intent holds "[SL:" (and pointers
 in form "full"); a slot holds pointers, or exactly one "[IN:" if it is still
-empty; "]" closes an intent or a non-empty slot; EOS only after the root
+empty; "]" closes an intent or a non-empty slot (in form "full" an empty one
+too, as TOP has "[SL:PERSON_REMINDED ]"; in "decoupled" form a slot's
+words are its value, so MTOP has no empty slot); EOS only after the root
 closed, and then only EOS; PAD never (except as filler after EOS); pointers
 only to real source positions; at most `max_depth` open nodes; and a length
 cap: an action is allowed only if a valid tree can still be finished within
@@ -92,6 +94,8 @@ def allowed_mask(state, kinds_V, src_mask_BxT, step, max_len, form, xp=np):
   if form == "full":
     ptr_top = ptr_top | (top == INTENT)
   closable = (top == INTENT) | (top == SLOT_WORDS) | (top == SLOT_INTENT)
+  if form == "full":  # TOP has empty slots ("[SL:PERSON_REMINDED ]").
+    closable = closable | (top == SLOT_EMPTY)
   ok_intent = live & room & (at_start | (top == SLOT_EMPTY))
   # No slot without source words: nothing could ever fill it.
   ok_slot = live & room & (top == INTENT) & has_words

@@ -1,6 +1,7 @@
 """Evaluation: decode a split and score it with MTOP's metrics.
 
   python -m pqrnn_jax.evaluate --workdir DIR --split test [--beam N]
+  python -m pqrnn_jax.evaluate --workdir DIR --file top/test.tsv --form full
 
 prints exact match, intent accuracy, slot F1 and invalid-tree rate, overall
 and per locale, and writes them as JSON into DIR.
@@ -57,15 +58,27 @@ def report(split: str, result: dict) -> str:
   return "\n".join(lines)
 
 
+def _examples(f, parser):
+  """(examples, name): --file in any readers format, else --split."""
+  from pqrnn_jax import input_pipeline
+  from pqrnn_jax.data import readers
+
+  if f.file:
+    return readers.read_examples(f.file), Path(f.file).stem
+  return input_pipeline.load_split(parser.config.data, f.split), f.split
+
+
 def main(argv):
-  from pqrnn_jax import cli, inference, input_pipeline
+  from pqrnn_jax import cli, inference
 
   f = cli.FLAGS
   cli.no_extra_args(argv)
   parser = inference.Parser.from_workdir(
     f.workdir, f.checkpoint, batch_size=f.batch_size
   )
-  examples = input_pipeline.load_split(parser.config.data, f.split)
+  if f.form:  # A dataset of another form than the workdir's.
+    parser.form = f.form
+  examples, name = _examples(f, parser)
   result = evaluate_examples(
     parser,
     examples,
@@ -73,12 +86,10 @@ def main(argv):
     length_penalty=f.length_penalty,
     constrained=f.constrained,
   )
-  print(report(f.split, result))
-  name = (
-    f"eval_{f.split}_beam{f.beam}"
-    f"{'' if f.constrained else '_unconstrained'}.json"
+  print(report(name, result))
+  out = Path(f.workdir) / (
+    f"eval_{name}_beam{f.beam}{'' if f.constrained else '_unconstrained'}.json"
   )
-  out = Path(f.workdir) / name
   out.write_text(
     json.dumps({k: result[k] for k in ("metrics", "per_locale")}, indent=1)
   )
@@ -92,6 +103,12 @@ if __name__ == "__main__":
 
   flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
   flags.DEFINE_enum("split", "test", ["train", "eval", "test"], "Split.")
+  flags.DEFINE_string(
+    "file", None, "Score this file instead (any readers format)."
+  )
+  flags.DEFINE_enum(
+    "form", None, ["decoupled", "full"], "The file's form, if not the model's."
+  )
   flags.DEFINE_integer("beam", 1, "Beam size (1: greedy).")
   flags.DEFINE_float("length_penalty", 0.6, "GNMT alpha for beam search.")
   flags.DEFINE_bool("constrained", True, "Mask actions to valid trees.")

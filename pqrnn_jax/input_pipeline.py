@@ -86,6 +86,24 @@ class Encoded:
   targets: np.ndarray  # [N, U] int32
   target_lengths: np.ndarray  # [N] int32, EOS included
   dropped: collections.Counter
+  # cause -> the first example dropped for it.
+  dropped_example: dict = dataclasses.field(default_factory=dict)
+
+  def check_drops(self, total: int, max_fraction: float, what: str) -> None:
+    """Raises when more than `max_fraction` of `total` rows were dropped,
+    naming the commonest causes with an example row of each."""
+    n = sum(self.dropped.values())
+    if n <= max_fraction * total:
+      return
+    causes = "; ".join(
+      f"{cause} x{count} (e.g. {self.dropped_example[cause].id}: "
+      f"{self.dropped_example[cause].utterance[:60]!r})"
+      for cause, count in self.dropped.most_common(3)
+    )
+    raise ValueError(
+      f"{what}: {n} of {total} rows ({n / total:.1%}) cannot be encoded: "
+      f"{causes}. Set --config.data.skip_unusable=True to train on the rest"
+    )
 
 
 def encode(
@@ -104,21 +122,12 @@ def encode(
   is not a source token, or a label is not in the ontology.
   """
   kept, tgts, tlens = [], [], []
-  dropped = collections.Counter()
+  dropped, first = collections.Counter(), {}
   for ex in examples:
-    if len(ex.tokens) > max_source_len or not ex.tokens:
-      dropped["source_length"] += 1
-      continue
-    try:
-      acts = targets_lib.parse_to_actions(ex.parse, ex.tokens, ontology)
-    except targets_lib.AlignmentError:
-      dropped["alignment"] += 1
-      continue
-    except targets_lib.OntologyError:
-      dropped["ontology"] += 1
-      continue
-    if len(acts) > max_target_len:
-      dropped["target_length"] += 1
+    acts, cause = _actions(ex, ontology, max_source_len, max_target_len)
+    if cause:
+      dropped[cause] += 1
+      first.setdefault(cause, ex)
       continue
     t = np.full(max_target_len, targets_lib.PAD_ID, np.int32)
     t[: len(acts)] = acts
@@ -139,7 +148,23 @@ def encode(
     np.stack(tgts),
     np.asarray(tlens, np.int32),
     dropped,
+    first,
   )
+
+
+def _actions(ex, ontology, max_source_len, max_target_len):
+  """(target actions, None), or (None, why the example cannot be used)."""
+  if len(ex.tokens) > max_source_len or not ex.tokens:
+    return None, "source_length"
+  try:
+    acts = targets_lib.parse_to_actions(ex.parse, ex.tokens, ontology)
+  except targets_lib.AlignmentError:
+    return None, "alignment"
+  except targets_lib.OntologyError:
+    return None, "ontology"
+  if len(acts) > max_target_len:
+    return None, "target_length"
+  return acts, None
 
 
 def bucket_shapes(max_source_len, max_target_len, buckets: int):

@@ -8,6 +8,10 @@ the training loop only batches them.
 from pqrnn_jax import augment, distill, input_pipeline
 from pqrnn_jax import targets as targets_lib
 
+# More unusable rows than this is an error: it usually means a wrong
+# tokenizer, form or length limit, not a few odd rows.
+MAX_DROP_FRACTION = 0.01
+
 
 def training_examples(config, workdir):
   """Gold train examples, plus teacher-labelled ones (distill.sequence_*)
@@ -38,4 +42,6 @@ def training_data(config, workdir, ontology=None):
     m.max_target_len,
     tuple(m.token_features),
   )
+  if not config.data.skip_unusable:
+    enc.check_drops(len(train), MAX_DROP_FRACTION, "training data")
   return ontology, enc

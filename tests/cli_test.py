@@ -53,7 +53,8 @@ def test_train_prints_only_its_own_lines(workdir):
   strangers = [x for x in lines if not OWN_LINE.match(x)]
   assert not strangers, strangers  # No orbax, TensorFlow or XLA chatter.
   sources = {OWN_LINE.match(x).group(1) for x in lines}
-  assert sources <= {"train.py", "training.py", "input_pipeline.py"}, sources
+  ours = {"train.py", "training.py", "train_metrics.py", "input_pipeline.py"}
+  assert sources <= ours, sources
   text = "\n".join(lines)
   assert re.search(r"step 6/6: loss [\d.]+, token accuracy [\d.]+, ", text)
   assert "ETA" in text and "eval at step 6: exact match" in text
@@ -142,3 +143,26 @@ def test_error_paths_are_one_line(workdir, tmp_path):
   r = _run("-m", "pqrnn_jax.evaluate", f"--workdir={d}", "--split=dev")
   assert r.returncode != 0 and "Traceback" not in r.stderr
   assert "split" in r.stderr  # absl names the flag and its choices.
+
+
+def test_evaluate_any_file_in_top_layout(workdir, tmp_path):
+  d, _ = workdir
+  rows = [
+    "wake me at 7\twake me at 7\t[IN:CREATE_ALARM wake me "
+    "[SL:DATE_TIME at 7 ] ]",
+    "remind me\tremind me\t[IN:CREATE_REMINDER remind "
+    "[SL:PERSON_REMINDED ] me ]",  # An empty slot: valid TOP, scored.
+  ]
+  path = tmp_path / "top_test.tsv"
+  path.write_text("\n".join(rows) + "\n")
+  r = _run(
+    "-m",
+    "pqrnn_jax.evaluate",
+    f"--workdir={d}",
+    f"--file={path}",
+    "--form=full",
+  )
+  assert r.returncode == 0, r.stderr
+  assert r.stdout.startswith("top_test: exact_match=")
+  got = json.loads((d / "eval_top_test_beam1.json").read_text())
+  assert got["metrics"]["count"] == 2

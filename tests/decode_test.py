@@ -362,3 +362,17 @@ def test_beam_score_is_log_prob_over_the_gnmt_penalty_in_full_form(alpha):
   assert np.all(np.asarray(beam)[np.arange(len(n)), n - 1] == EOS_ID)
   want = forced / ((5.0 + n) / 6.0) ** alpha
   np.testing.assert_allclose(score, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("form, closes", [("full", True), ("decoupled", False)])
+def test_an_empty_slot_closes_only_in_full_form(form, closes):
+  kinds = KINDS
+  intent = next(i for i, k in enumerate(ONT.kinds()) if k == "intent")
+  slot = next(i for i, k in enumerate(ONT.kinds()) if k == "slot")
+  state = decode.init_state(1, np)
+  for a in (intent, slot):
+    state = decode.transition(state, np.array([a]), kinds, V, np)
+  src = np.ones((1, 4), bool)
+  ok = decode.allowed_mask(state, kinds, src, 2, 20, form, np)
+  assert bool(ok[0, CLOSE_ID]) == closes
+  assert ok[0, V:].all()  # A word may always fill it.

@@ -77,3 +77,19 @@ def test_missing_file_error_says_where_to_put_data(tmp_path):
   )
   with pytest.raises(FileNotFoundError, match="data_dir"):
     input_pipeline.load_split(cfg, "train")
+
+
+def test_many_unusable_training_rows_are_an_error_naming_the_cause(tmp_path):
+  from configs import tiny
+  from pqrnn_jax import train_data
+
+  rows = ["wake me up\t[IN:CREATE_ALARM ]"] * 8
+  rows.append("call mom\t[IN:CREATE_CALL [SL:CONTACT dad ] ]")  # No "dad".
+  (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+  cfg = tiny.get_config()
+  cfg.data.source, cfg.data.train_file = "files", str(tmp_path / "train.tsv")
+  with pytest.raises(ValueError, match=r"1 of 9 rows .* alignment x1 .*call"):
+    train_data.training_data(cfg, tmp_path)
+  cfg.data.skip_unusable = True
+  _, enc = train_data.training_data(cfg, tmp_path)
+  assert len(enc.lengths) == 8 and enc.dropped["alignment"] == 1

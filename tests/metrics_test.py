@@ -223,3 +223,10 @@ def test_length_mismatch_and_empty_inputs_raise():
 def test_invalid_gold_raises():
   with pytest.raises(ValueError, match="gold 1"):
     metrics.compute_all(["[IN:A ]", "[IN:A ]"], ["[IN:A ]", "[IN:A"])
+
+
+def test_gold_with_an_empty_slot_is_scored_not_refused():
+  gold = "[IN:CREATE_REMINDER remind [SL:PERSON_REMINDED ] ]"
+  scores = metrics.compute_all([gold, "[IN:CREATE_REMINDER ]"], [gold, gold])
+  assert scores["exact_match"] == 0.5
+  assert 0.0 < scores["slot_f1"] < 1.0

@@ -256,7 +256,7 @@ def test_read_examples_auto(tmp_path):
 
 
 def test_read_examples_errors(tmp_path):
-  odd = write(tmp_path, "odd.tsv", "a\tb\tc\n")
+  odd = write(tmp_path, "odd.tsv", "a\tb\tc\td\n")  # 3 fields are TOP's.
   with pytest.raises(DataError, match="cannot tell the format") as info:
     readers.read_examples(odd)
   assert info.value.line == 1
@@ -295,3 +295,26 @@ def test_real_english_eval():
   assert examples.skipped == 0
   assert {e.locale for e in examples} == {"en_XX"}
   assert len({e.domain for e in examples}) == 11
+
+
+def test_top_release_layout(tmp_path):
+  """TOP (Gupta et al. 2018): raw, tokenized, tree; no header. The tokens
+  are column 2, so "there 's" and "8AM" align as the tree has them."""
+  rows = [
+    "Is there traffic at 8AM?\tIs there traffic at 8AM ?\t"
+    "[IN:GET_INFO_TRAFFIC Is there traffic [SL:DATE_TIME at 8AM ] ? ]",
+    "remind me about Ann's party\tremind me about Ann 's party\t"
+    "[IN:CREATE_REMINDER remind [SL:PERSON_REMINDED me ] about "
+    "[SL:TODO Ann 's party ] ]",
+    "remind\tremind\t[IN:CREATE_REMINDER remind [SL:PERSON_REMINDED ] ]",
+  ]
+  path = write(tmp_path, "train.tsv", "\n".join(rows) + "\n")
+  assert readers.detect_format(path) == "top"
+  exs = readers.read_examples(path)
+  assert exs[0].tokens == ("Is", "there", "traffic", "at", "8AM", "?")
+  assert exs[0].utterance == "Is there traffic at 8AM?"
+  assert exs[1].tokens[3:5] == ("Ann", "'s")
+  assert exs[2].parse.endswith("[SL:PERSON_REMINDED ] ]")  # Empty slot.
+  bad = write(tmp_path, "bad.tsv", "a\t\t[IN:X ]\n")
+  with pytest.raises(DataError, match="column 2"):
+    readers.read_examples(bad)

@@ -5,6 +5,8 @@ import os
 import pathlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pqrnn_jax.data.tokenizer import tokenize
 
@@ -119,3 +121,35 @@ def test_agreement_with_real_english_data():
         same += tokenize(fields[3]) == json.loads(fields[7])["tokens"]
   assert rows == 2235 + 4386
   assert same / rows >= 0.99
+
+
+_PIECES = list("abcdeLSdmt ''’.,:;-5790AMPpm@/") + [
+  "qu",
+  "http://x.com",
+  "l'",
+  "8AM",
+  "ñ",
+  "é",
+  "ก",
+  "न",
+  "🙂",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+  text=st.lists(st.sampled_from(_PIECES), max_size=12).map("".join),
+  locale=st.sampled_from(["", "es_XX", "fr_XX"]),
+)
+def test_tokenizing_tokenized_text_changes_nothing(text, locale):
+  tokens = tokenize(text, locale=locale)
+  again = tokenize(" ".join(tokens), locale=locale)
+  if any(t in ("'s", "'S", "’s", "’S") for t in tokens):
+    return  # The one exception (below), as in MTOP's own tokens.
+  assert again == tokens
+
+
+def test_idempotence_cases_that_used_to_fail():
+  assert tokenize("l' appel") == tokenize("l'appel") == ["l'", "appel"]
+  assert tokenize("8AM's") == ["8", "AM", "'s"]
+  assert tokenize("8 AM 's") == ["8", "AM", "'", "s"]  # MTOP: "Vanessa 's".

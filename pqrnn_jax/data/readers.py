@@ -4,6 +4,8 @@ Formats:
   mtop:  MTOP's original 8 tab-separated columns, no header
          (id, intent, slots, utterance, domain, locale, parse, tokens JSON).
   pairs: `utterance<TAB>parse`, no header.
+  top:   the original TOP release (Gupta et al. 2018): `raw utterance<TAB>
+         tokenized utterance<TAB>tree`, no header; tokens are column 2.
   table: tab-separated with a header line naming the columns (e.g. TOPv2's
          `domain<TAB>utterance<TAB>semantic_parse`).
 
@@ -23,7 +25,7 @@ from pqrnn_jax import targets
 from pqrnn_jax.data.example import DataError, Example
 from pqrnn_jax.data.tokenizer import tokenize
 
-FORMATS = ("auto", "mtop", "pairs", "table")
+FORMATS = ("auto", "mtop", "pairs", "table", "top")
 MAX_PROBLEMS = 10  # Kept verbatim in `Examples.problems`; the rest are counted.
 
 # Header name -> field, for `read_table`.
@@ -212,6 +214,24 @@ def read_pairs(path, *, locale: str = "", skip_bad: bool = False) -> Examples:
   return _read(path, row, skip_bad)
 
 
+def read_top(path, *, locale: str = "", skip_bad: bool = False) -> Examples:
+  """Reads TOP's 3 columns; the tokenized column gives the tokens, as
+  MTOP's column 8 does."""
+  path = _as_path(path)
+
+  def row(lineno: int, text: str) -> Example:
+    utterance, tokenized, parse = _fields(path, lineno, text, 3)
+    _check_text(path, lineno, utterance, parse)
+    tokens = tuple(tokenized.split())
+    if not tokens:
+      raise DataError(path, lineno, "empty tokenized utterance (column 2)")
+    return Example(
+      f"{path.name}:{lineno}", locale, "", utterance, tokens, parse
+    )
+
+  return _read(path, row, skip_bad)
+
+
 def _header(path) -> dict[str, int]:
   """Maps field name -> column index from a table's first line."""
   for lineno, text, problem in _lines(path):
@@ -264,7 +284,7 @@ def read_table(path, *, locale: str = "", skip_bad: bool = False) -> Examples:
 
 
 def detect_format(path) -> str:
-  """Guesses "mtop", "table" or "pairs" from the first line of a file."""
+  """Guesses "mtop", "table", "top" or "pairs" from a file's first line."""
   path = _as_path(path)
   for lineno, text, problem in _lines(path):
     if text is None:
@@ -276,11 +296,13 @@ def detect_format(path) -> str:
       return "mtop"
     if len(fields) == 2:
       return "pairs"
+    if len(fields) == 3:
+      return "top"
     raise DataError(
       path,
       lineno,
-      f"cannot tell the format from {len(fields)} fields: "
-      "expected 8 (mtop), 2 (pairs) or a header of known column names",
+      f"cannot tell the format from {len(fields)} fields: expected 8 "
+      "(mtop), 3 (top), 2 (pairs) or a header of known column names",
     )
   return "pairs"  # An empty file reads as no examples in any format.
 
@@ -307,5 +329,10 @@ def read_examples(
     format = detect_format(path)
   if format == "mtop":
     kw.pop("locale", None)
-  reader = {"mtop": read_mtop, "pairs": read_pairs, "table": read_table}
+  reader = {
+    "mtop": read_mtop,
+    "pairs": read_pairs,
+    "table": read_table,
+    "top": read_top,
+  }
   return reader[format](path, skip_bad=skip_bad, **kw)
