@@ -24,9 +24,10 @@ def main(argv):
   cli.no_extra_args(argv)
   import jax
 
-  cli.import_tensorflow()
+  cli.import_tensorflow()  # Quietly, before clu imports it.
   from pqrnn_jax import training
 
+  training.init_distributed(flags.FLAGS.config)  # Before any device use.
   logging.info("JAX devices: %s", jax.devices())
   training.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 

@@ -15,7 +15,11 @@ import ml_collections
 def get_config():
   c = ml_collections.ConfigDict()
   c.seed = 0  # Parameters, data order and dropout all derive from it.
-  c.distributed = False  # Call jax.distributed.initialize() (multi-host).
+  c.distributed = False  # Multi-host: jax.distributed.initialize() first.
+  c.coordinator_address = ""  # host:port of process 0; "" = detected (TPU
+  # pods, SLURM, Open MPI) or $JAX_COORDINATOR_ADDRESS.
+  c.num_processes = 0  # With coordinator_address: how many processes.
+  c.process_id = -1  # With coordinator_address: this process, 0-based.
 
   c.data = d = ml_collections.ConfigDict()
   d.source = "synthetic"  # "synthetic", "files" or "tfds" (MTOP builder).

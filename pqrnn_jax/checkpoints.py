@@ -58,10 +58,13 @@ def _item(state) -> dict:
 def save(mgr, state, meta: dict, metrics: dict | None = None) -> None:
   """State (step, params, optimizer, average) plus config/ontology JSON."""
   state = unreplicate(state) if _replicated(state) else state
+  # Host numpy: the same values, and what orbax writes from process 0 of a
+  # multi-host job (a host-local jax.Array it refuses there).
+  item = jax.device_get(_item(state))
   mgr.save(
     int(state.step),
     args=ocp.args.Composite(
-      state=ocp.args.StandardSave(_item(state)), meta=ocp.args.JsonSave(meta)
+      state=ocp.args.StandardSave(item), meta=ocp.args.JsonSave(meta)
     ),
     metrics=metrics,
   )

@@ -67,6 +67,31 @@ class _StopFlag:
 # -- Setup ------------------------------------------------------------------
 
 
+def init_distributed(config) -> None:
+  """jax.distributed.initialize() for a multi-host run (config.distributed),
+  with the coordinator, process count and id from the config when given;
+  on CPU hosts collectives go through gloo. Call before any other JAX use."""
+  if not config.distributed or jax.distributed.is_initialized():
+    return
+  kw = {}
+  if config.coordinator_address:
+    kw = dict(
+      coordinator_address=config.coordinator_address,
+      num_processes=config.num_processes,
+      process_id=config.process_id,
+    )
+  if jax.config.jax_platforms in (None, "", "cpu"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kw)
+  logging.info(
+    "process %d of %d, %d local devices of %d",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
+
+
 def _saved(ckpts):
   """(ontology, model meta) of the newest readable checkpoint, or (None,
   None) for a fresh run."""
@@ -128,7 +153,9 @@ def _p_step(config, model, teacher, devices):
     functools.partial(train_step.train_step, loss_fn=loss_fn),
     axis_name="batch",
     donate_argnums=(0,),
-    devices=devices,
+    # Multi-host: pmap spans every process's devices (each feeds its own);
+    # naming the local ones would keep the psums on this host.
+    devices=devices if jax.process_count() == 1 else None,
   )
 
 
@@ -242,8 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   # Where: the workdir, its checkpoints, the devices.
   workdir = Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
-  if config.distributed:
-    jax.distributed.initialize()
+  init_distributed(config)
   ckpts = checkpoints.manager(workdir / "checkpoints", config.keep_checkpoints)
   devices = _devices(config)
 

@@ -88,6 +88,7 @@ def test_many_unusable_training_rows_are_an_error_naming_the_cause(tmp_path):
   (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
   cfg = tiny.get_config()
   cfg.data.source, cfg.data.train_file = "files", str(tmp_path / "train.tsv")
+  cfg.data.skip_unusable = False
   with pytest.raises(ValueError, match=r"1 of 9 rows .* alignment x1 .*call"):
     train_data.training_data(cfg, tmp_path)
   cfg.data.skip_unusable = True
