@@ -1,9 +1,6 @@
 """Damaged checkpoints: resume falls back to the newest one that restores;
 inference names the bad path in one line."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import chex
@@ -12,8 +9,7 @@ import pytest
 
 from configs import tiny
 from pqrnn_jax import checkpoints, training
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.commands import run
 
 
 def _config(steps):
@@ -79,25 +75,13 @@ def test_no_readable_checkpoint_is_one_clear_error(tmp_path):
     training.train_and_evaluate(_config(6), tmp_path)
 
 
-def _run(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  return subprocess.run(
-    [sys.executable, *args],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-
-
 def test_inference_on_a_damaged_checkpoint_names_it(tmp_path):
   training.train_and_evaluate(_config(3), tmp_path)
   best = tmp_path / "best" / "3"
   (best / "state" / "_METADATA").write_text("")
   with pytest.raises(checkpoints.CheckpointError, match=str(best)):
     checkpoints.load_for_inference(tmp_path)
-  r = _run("-m", "pqrnn_jax.predict", f"--workdir={tmp_path}", "wake me up")
+  r = run("-m", "pqrnn_jax.predict", f"--workdir={tmp_path}", "wake me up")
   assert r.returncode == 1
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith("error: cannot read checkpoint") and str(best) in last

@@ -1,31 +1,14 @@
 """Every command line once end to end, its output, and its error paths."""
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.commands import run
+
 # Our log lines: absl's prefix, then one of this project's files.
 OWN_LINE = re.compile(r"^[IWE]\d{4} [\d:.]+ +\d+ ([\w/]+\.py):\d+\] ")
-
-
-def _run(*args, stdin=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  env.pop("PQRNN_TRACEBACK", None)
-  return subprocess.run(
-    [sys.executable, *args],
-    cwd=REPO,
-    env=env,
-    input=stdin,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
 
 
 def _one_error_line(r, *needles):
@@ -41,7 +24,7 @@ def _one_error_line(r, *needles):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   d = tmp_path_factory.mktemp("cli")
-  r = _run("train.py", "--config=configs/tiny.py", f"--workdir={d}")
+  r = run("train.py", "--config=configs/tiny.py", f"--workdir={d}")
   assert r.returncode == 0, r.stderr
   return d, r
 
@@ -63,7 +46,7 @@ def test_train_prints_only_its_own_lines(workdir):
 
 def test_evaluate_writes_json(workdir):
   d, _ = workdir
-  r = _run("-m", "pqrnn_jax.evaluate", f"--workdir={d}", "--split=test")
+  r = run("-m", "pqrnn_jax.evaluate", f"--workdir={d}", "--split=test")
   assert r.returncode == 0, r.stderr
   assert r.stdout.startswith("test: exact_match=")
   got = json.loads((d / "eval_test_beam1.json").read_text())
@@ -72,7 +55,7 @@ def test_evaluate_writes_json(workdir):
 
 def test_predict_with_beam(workdir):
   d, _ = workdir
-  r = _run("-m", "pqrnn_jax.predict", f"--workdir={d}", "--beam=2", "hi there")
+  r = run("-m", "pqrnn_jax.predict", f"--workdir={d}", "--beam=2", "hi there")
   assert r.returncode == 0, r.stderr
   assert r.stdout.strip().startswith("[IN:")
 
@@ -80,7 +63,7 @@ def test_predict_with_beam(workdir):
 def test_export_then_runner(workdir):
   d, _ = workdir
   out = d / "f.tflite"
-  r = _run(
+  r = run(
     "-m",
     "pqrnn_jax.export",
     f"--workdir={d}",
@@ -89,7 +72,7 @@ def test_export_then_runner(workdir):
   )
   assert r.returncode == 0, r.stderr
   assert json.loads(r.stdout.splitlines()[0])["bytes"] == out.stat().st_size
-  r = _run("-m", "pqrnn_jax.tflite_runner", f"--model={out}", "wake me up")
+  r = run("-m", "pqrnn_jax.tflite_runner", f"--model={out}", "wake me up")
   assert r.returncode == 0, r.stderr
   assert r.stdout.strip().startswith("[IN:")
 
@@ -98,7 +81,7 @@ def test_distill_labels_a_file(workdir, tmp_path):
   d, _ = workdir
   (tmp_path / "u.txt").write_text("wake me up at 7\nwhat is the weather\n")
   out = tmp_path / "t.tsv"
-  r = _run(
+  r = run(
     "-m",
     "pqrnn_jax.distill",
     f"--teacher={d}",
@@ -114,20 +97,18 @@ def test_distill_labels_a_file(workdir, tmp_path):
 def test_error_paths_are_one_line(workdir, tmp_path):
   d, _ = workdir
   _one_error_line(
-    _run("-m", "pqrnn_jax.evaluate", f"--workdir={tmp_path}"), "no checkpoint"
+    run("-m", "pqrnn_jax.evaluate", f"--workdir={tmp_path}"), "no checkpoint"
   )
   _one_error_line(
-    _run("-m", "pqrnn_jax.export", f"--workdir={tmp_path}", "--out=x.tflite"),
+    run("-m", "pqrnn_jax.export", f"--workdir={tmp_path}", "--out=x.tflite"),
     "no checkpoint",
   )
   _one_error_line(
-    _run(
-      "-m", "pqrnn_jax.tflite_runner", f"--model={tmp_path}/no.tflite", "hi"
-    ),
+    run("-m", "pqrnn_jax.tflite_runner", f"--model={tmp_path}/no.tflite", "hi"),
     "no model file",
   )
   _one_error_line(
-    _run(
+    run(
       "-m",
       "pqrnn_jax.distill",
       f"--teacher={d}",
@@ -137,10 +118,10 @@ def test_error_paths_are_one_line(workdir, tmp_path):
     "no input file",
   )
   _one_error_line(
-    _run("train.py", "--config=configs/mtop.py:xx", f"--workdir={tmp_path}"),
+    run("train.py", "--config=configs/mtop.py:xx", f"--workdir={tmp_path}"),
     "language 'xx'",
   )
-  r = _run("-m", "pqrnn_jax.evaluate", f"--workdir={d}", "--split=dev")
+  r = run("-m", "pqrnn_jax.evaluate", f"--workdir={d}", "--split=dev")
   assert r.returncode != 0 and "Traceback" not in r.stderr
   assert "split" in r.stderr  # absl names the flag and its choices.
 
@@ -155,7 +136,7 @@ def test_evaluate_any_file_in_top_layout(workdir, tmp_path):
   ]
   path = tmp_path / "top_test.tsv"
   path.write_text("\n".join(rows) + "\n")
-  r = _run(
+  r = run(
     "-m",
     "pqrnn_jax.evaluate",
     f"--workdir={d}",

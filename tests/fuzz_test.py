@@ -2,11 +2,6 @@
 clear error, never a traceback; a too-long input is truncated with one
 warning."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,8 +9,8 @@ from hypothesis import strategies as st
 from configs import tiny
 from pqrnn_jax import export, inference, metrics, tflite_runner, training
 from pqrnn_jax.data import tokenizer
+from tests.commands import run
 
-REPO = Path(__file__).resolve().parents[1]
 NASTY = [
   "wake\u200bme\u200dup",  # Zero-width space and joiner.
   "\u202eup me wake\u202c",  # Right-to-left override.
@@ -31,6 +26,14 @@ TEXT = st.one_of(
   st.sampled_from(NASTY),
   st.lists(st.sampled_from(NASTY + ["at", "7", " "]), max_size=6).map("".join),
 )
+
+
+def _fuzz(n: int):
+  return settings(
+    max_examples=n,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+  )
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +55,14 @@ def _check(parse_fn, text):
   assert metrics.is_valid_tree(out), (text, out)
 
 
-@settings(
-  max_examples=40,
-  deadline=None,
-  suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@_fuzz(40)
 @given(text=TEXT)
 def test_inference_parses_anything(trained, text):
   _, parser, _ = trained
   _check(lambda t: parser.parse([t])[0], text)
 
 
-@settings(
-  max_examples=25,
-  deadline=None,
-  suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@_fuzz(25)
 @given(text=TEXT)
 def test_tflite_runner_parses_anything(trained, text):
   _, _, runner = trained
@@ -86,14 +81,7 @@ def test_too_long_input_is_truncated_with_one_warning(trained, caplog):
 def test_predict_cli_on_nasty_text(trained):
   d, _, _ = trained
   args = [a for a in NASTY if "\x00" not in a]
-  r = subprocess.run(
-    [sys.executable, "-m", "pqrnn_jax.predict", f"--workdir={d}", *args],
-    cwd=REPO,
-    env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=""),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  r = run("-m", "pqrnn_jax.predict", f"--workdir={d}", *args)
   assert r.returncode == 0, r.stderr
   lines = r.stdout.splitlines()
   assert len(lines) == len(args) and all(map(metrics.is_valid_tree, lines))

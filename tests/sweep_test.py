@@ -2,15 +2,10 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from configs import tiny
 from pqrnn_jax import sweep
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.commands import run
 
 
 def test_two_point_sweep_with_failure_and_resume(tmp_path, capsys):
@@ -40,14 +35,12 @@ def test_bad_sweep_key_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="no config key model.nope"):
     sweep.run_sweep(tiny.get_config(), ["model.nope=1"], tmp_path)
   # The command line says it in one line, no traceback.
-  r = subprocess.run(
-    [sys.executable, "-m", "pqrnn_jax.sweep", "--config=configs/tiny.py"]
-    + ["--sweep=model.nope=1", f"--workdir={tmp_path}"],
-    cwd=REPO,
-    env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=""),
-    capture_output=True,
-    text=True,
-    timeout=300,
+  r = run(
+    "-m",
+    "pqrnn_jax.sweep",
+    "--config=configs/tiny.py",
+    "--sweep=model.nope=1",
+    f"--workdir={tmp_path}",
   )
   assert r.returncode == 1, r.stderr
   assert r.stderr.strip().splitlines()[-1] == (

@@ -1,9 +1,6 @@
 """Training: end to end, resume equality, pmap parity, CLIs."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import chex
@@ -16,8 +13,7 @@ import pytest
 
 from configs import tiny
 from pqrnn_jax import checkpoints, inference, train_state, train_step, training
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.commands import run
 
 
 def _params(workdir):
@@ -122,22 +118,9 @@ def test_pmap_two_devices_matches_one(tmp_path):
   chex.assert_trees_all_close(out[1], out[2], atol=2e-5, rtol=0)
 
 
-def _run(*args, stdin=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  return subprocess.run(
-    [sys.executable, *args],
-    cwd=REPO,
-    env=env,
-    input=stdin,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-
-
 def test_cli_predict_and_errors(trained, tmp_path):
   workdir, _ = trained
-  r = _run(
+  r = run(
     "-m",
     "pqrnn_jax.predict",
     f"--workdir={workdir}",
@@ -146,11 +129,11 @@ def test_cli_predict_and_errors(trained, tmp_path):
   assert r.returncode == 0, r.stderr
   lines = r.stdout.strip().splitlines()
   assert len(lines) == 2 and all(x.startswith("[IN:") for x in lines)
-  r = _run("-m", "pqrnn_jax.predict", f"--workdir={tmp_path}", "hello")
+  r = run("-m", "pqrnn_jax.predict", f"--workdir={tmp_path}", "hello")
   assert r.returncode != 0 and "no checkpoint" in r.stderr
-  r = _run("-m", "pqrnn_jax.predict", f"--workdir={workdir}", "  ")
+  r = run("-m", "pqrnn_jax.predict", f"--workdir={workdir}", "  ")
   assert r.returncode != 0 and "empty" in r.stderr
-  r = _run(
+  r = run(
     "train.py",
     "--config=configs/tiny.py",
     f"--workdir={tmp_path}",
