@@ -166,7 +166,7 @@ def test_train_restore_evaluate_predict_end_to_end(tmp_path):
   want = parser.parse_tokens(tokens)
   for variant in ("float", "int8"):
     r = export.export_workdir(
-      tmp_path / "run", tmp_path / f"{variant}.tflite", variant, 16
+      tmp_path / "run", tmp_path / f"{variant}.tflite", variant, 48
     )
     assert "WHILE" not in r["ops"] and "UNIDIRECTIONAL" not in str(r["ops"])
     p = tflite_runner.TFLiteParser(r["path"])
@@ -175,6 +175,14 @@ def test_train_restore_evaluate_predict_end_to_end(tmp_path):
     if variant == "float":
       assert got == want
     assert all(metrics.is_valid_tree(g) for g in got)
+  # int8 parity, fed its own LSTM state, by the bound of export_test.
+  from tests import export_test
+
+  pairs = export_test._own_state_run(
+    (model_cfg, params, ont, None, {"int8": r}), "int8"
+  )
+  rel = [np.abs(g - w).max() / (w.max() - w.min()) for g, w in pairs]
+  assert max(rel) < 40 / 255 and np.mean(rel) < 10 / 255, (max(rel), rel)
 
 
 @pytest.mark.parametrize("w", [1, 2, 3, 7, 8, 100, 1000])
