@@ -4,12 +4,12 @@
     [--config.model.embedding_file=glove.6B.300d.txt]
 
 Same data, splits, targets, decoding and metrics as configs/mtop.py; the
-model is lstm.LSTMSeq2Seq: a word table over the training vocabulary
-(300-d, GloVe-sized, optionally initialised from a word2vec/GloVe text
-file), a 256+256 BiLSTM and a 512-unit attention LSTM decoder with the same
-pointer outputs. Sizes and learning rate are conventional, not tuned.
-Compare with pQRNN-MAtt (parameters, bytes, exact match, examples/s,
-latency):
+model is LSTMSeq2Seq of pqrnn_jax/baselines/lstm.py: a word table over the
+training vocabulary (300-d, GloVe-sized, optionally initialised from a
+word2vec/GloVe text file), a 256+256 BiLSTM and a 512-unit attention LSTM
+decoder with the same pointer outputs. Sizes and learning rate are
+conventional, not tuned. Compare with pQRNN-MAtt (parameters, bytes, exact
+match, examples/s, latency):
 
   python benchmarks/compare_lstm.py --pqrnn runs/mtop_en --lstm runs/lstm_en
 
