@@ -87,9 +87,6 @@ def read_meta(mgr, step: int) -> dict:
   return r["meta"]
 
 
-FormatError = projection.FormatError
-
-
 class CheckpointError(ValueError):
   """A checkpoint that exists but cannot be read."""
 
@@ -147,14 +144,16 @@ def restore_state(mgr, step: int, state):
   return state.replace(**r)
 
 
-def _inference_dir(workdir: Path, which: str) -> Path:
-  """best/ (falling back to checkpoints/) or, for "latest", checkpoints/."""
+def _inference_dir(workdir: Path, which: str) -> tuple[Path, int]:
+  """(best/, falling back to checkpoints/, or for "latest" checkpoints/;
+  its newest step)."""
   if which not in ("best", "latest"):
     raise ValueError(f"checkpoint={which!r}: choose 'best' or 'latest'")
   dirs = [workdir / "best", workdir / "checkpoints"]
   for d in dirs[1:] if which == "latest" else dirs:
-    if d.exists() and ocp.utils.checkpoint_steps(d.absolute()):
-      return d
+    steps = ocp.utils.checkpoint_steps(d.absolute()) if d.exists() else []
+    if steps:
+      return d, max(steps)
   raise FileNotFoundError(
     f"no checkpoint in {workdir}: train first with "
     f"`python train.py --workdir {workdir}`"
@@ -168,11 +167,10 @@ def load_for_inference(workdir, which: str = "best"):
   "latest". A checkpoint that cannot be read raises CheckpointError naming
   its path.
   """
-  d = _inference_dir(Path(workdir), which)
-  step = max(ocp.utils.checkpoint_steps(d.absolute()))
+  d, step = _inference_dir(Path(workdir), which)
   try:
     return _load(d, step)
-  except FormatError:
+  except projection.FormatError:
     raise
   except Exception as e:  # orbax raises many kinds for a damaged file.
     raise CheckpointError(
@@ -181,19 +179,18 @@ def load_for_inference(workdir, which: str = "best"):
 
 
 def _load(d: Path, step: int):
+  """Meta, then only the parameters (no optimizer state) of one step."""
   with manager(d, 1) as mgr:
     meta = read_meta(mgr, step)
-  projection.check_format(meta.get("projection_format"), d / str(step))
-  ontology = targets_lib.Ontology.from_dict(meta["ontology"])
-  model_cfg = models.from_meta(meta["model"])
-  one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  item = {
-    "params": jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
-      models.abstract_params(model_cfg),
-    )
-  }
-  with manager(d, 1) as mgr:
+    projection.check_format(meta.get("projection_format"), d / str(step))
+    model_cfg = models.from_meta(meta["model"])
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    item = {
+      "params": jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
+        models.abstract_params(model_cfg),
+      )
+    }
     r = mgr.restore(
       step,
       args=ocp.args.Composite(
@@ -204,5 +201,6 @@ def _load(d: Path, step: int):
         )
       ),
     )
+  ontology = targets_lib.Ontology.from_dict(meta["ontology"])
   config = ml_collections.ConfigDict(meta["config"])
   return model_cfg, ontology, r["state"]["params"], config

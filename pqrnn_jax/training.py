@@ -159,7 +159,7 @@ def _p_step(config, model, teacher, devices):
   )
 
 
-def _writers(config, workdir, model_cfg, state, batches):
+def _writers(config, workdir, model_cfg, state, batches, n_devices):
   """(TensorBoard writer, progress reporter); logs the run's summary. Log
   lines are this module's own (`_Progress`), so the writer only writes
   event files, from process 0."""
@@ -176,7 +176,7 @@ def _writers(config, workdir, model_cfg, state, batches):
     "TensorBoard logs in %s",
     n_train,
     batches.steps_per_epoch,
-    len(_devices(config)),
+    n_devices,
     workdir / "checkpoints",
     workdir,
   )
@@ -194,7 +194,28 @@ def _writers(config, workdir, model_cfg, state, batches):
 # -- Evaluation -------------------------------------------------------------
 
 
-def periodic_eval(config, workdir, model_cfg, ontology, state, meta) -> dict:
+def eval_examples(config):
+  """The eval split as configured (at most max_eval_examples)."""
+  examples = input_pipeline.load_split(config.data, "eval")
+  return examples[: config.max_eval_examples or None]
+
+
+def _evaluator(config, workdir, model_cfg, ontology, meta):
+  """periodic_eval(state=...) of this run; the eval split is read once."""
+  return functools.partial(
+    periodic_eval,
+    config,
+    workdir,
+    model_cfg,
+    ontology,
+    eval_examples(config),
+    meta=meta,
+  )
+
+
+def periodic_eval(
+  config, workdir, model_cfg, ontology, examples, state, meta
+) -> dict:
   """Greedy eval on the eval split; the checkpoint goes to best/, where
   orbax keeps the one of highest exact match.
 
@@ -202,9 +223,6 @@ def periodic_eval(config, workdir, model_cfg, ontology, state, meta) -> dict:
   and saved to best/ (so every inference CLI uses it); the raw parameters
   are scored too, as `raw_exact_match`, to show what the average adds.
   """
-  examples = input_pipeline.load_split(config.data, "eval")
-  if config.max_eval_examples:
-    examples = examples[: config.max_eval_examples]
   state = checkpoints.unreplicate(state)  # Device 0's copy is scored.
 
   def score(params):
@@ -284,7 +302,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     "ontology": ontology.to_dict(),
     "model": models.to_meta(model_cfg),
   }
-  writer, report = _writers(config, workdir, model_cfg, state, batches)
+  writer, report = _writers(
+    config, workdir, model_cfg, state, batches, len(devices)
+  )
 
   # How: the pmapped step on replicated state, until done or stopped.
   p_step = _p_step(config, models.make_model(model_cfg), teacher, devices)
@@ -293,9 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     frozen = flax.jax_utils.replicate(teacher[1], devices)
   state = flax.jax_utils.replicate(state, devices)
   step_rng = flax.jax_utils.replicate(step_rng, devices)
-  evaluate_now = functools.partial(
-    periodic_eval, config, workdir, model_cfg, ontology, meta=meta
-  )
+  evaluate_now = _evaluator(config, workdir, model_cfg, ontology, meta)
   state, step, last_eval = _loop(
     config,
     lambda state, step: p_step(
