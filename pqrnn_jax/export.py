@@ -50,15 +50,33 @@ from pqrnn_jax import models, projection
 from pqrnn_jax.targets import EOS_ID, PAD_ID
 
 VARIANTS = ("int8", "float", "dynamic")
+# Source lengths below T_max that get their own encode/decode_step pair: a
+# parse runs at the smallest that fits, so a short utterance does not pay
+# for T_max (MTOP en: 96 % of test utterances have <= 12 tokens).
+DEFAULT_BUCKETS = (12, 24)
 METADATA_NAME = "pqrnn_manifest"
 FORMAT = "pqrnn_jax.tflite/1"
 
 
-def signature_specs(model_cfg) -> dict:
+def bucket_lengths(max_len: int, buckets=DEFAULT_BUCKETS) -> list[int]:
+  """Source lengths with their own signatures: the buckets below T_max,
+  sorted, then T_max itself (always there, so any input fits one)."""
+  bad = [b for b in buckets if int(b) < 1]
+  if bad:
+    raise ValueError(f"buckets={tuple(buckets)}: lengths must be >= 1")
+  return sorted({int(b) for b in buckets if int(b) < max_len} | {max_len})
+
+
+def signature_name(kind: str, t: int) -> str:
+  """Name in the .tflite of signature `kind` at source length t."""
+  return f"{kind}_{t}"
+
+
+def signature_specs(model_cfg, t: int | None = None) -> dict:
   """{signature: {"inputs"|"outputs": [(name, shape, dtype)]}}, batch 1,
-  as the model declares them (its `signatures`)."""
+  source length t (default T_max), as the model declares them."""
   cfg = model_cfg.for_export()
-  return models.make_model(cfg).signatures()
+  return models.make_model(cfg).signatures(t)
 
 
 def state_names(specs) -> list[str]:
@@ -70,7 +88,8 @@ def state_names(specs) -> list[str]:
 
 def signature_fns(model_cfg, params) -> dict:
   """Plain JAX functions of the signatures' inputs (positional, in the order
-  of `signature_specs`) -> dict of outputs; parameters are constants."""
+  of `signature_specs`) -> dict of outputs; parameters are constants. The
+  same functions serve every source length (shapes come from the inputs)."""
   cfg = model_cfg.for_export()
   model = models.make_model(cfg)
   variables = {"params": params}
@@ -86,79 +105,108 @@ def signature_fns(model_cfg, params) -> dict:
   return {"encode": encode, "decode_step": decode_step}
 
 
-def calibration_samples(model_cfg, params, enc, n: int, seed: int = 0):
+def calibration_samples(
+  model_cfg, params, enc, n: int, seed=0, buckets=DEFAULT_BUCKETS
+):
   """Representative data [(signature, {input: array})] from encoded
-  training examples: n encodes and every teacher-forced decode step."""
+  training examples: per bucket, n encodes of utterances that fit it and
+  every teacher-forced decode step of them."""
   rng = np.random.default_rng(seed)
-  idx = rng.permutation(len(enc.lengths))[:n]
-  fps = enc.fingerprints[idx].view(np.int32)
-  lengths, targets = enc.lengths[idx], enc.targets[idx]
-  tlens = enc.target_lengths[idx]
+  order = rng.permutation(len(enc.lengths))
+  buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   cfg = model_cfg.replace(quant="none")
   model, variables = models.make_model(cfg), {"params": params}
-  encoded = jax.jit(
+  encode = jax.jit(
     lambda f, n: model.apply(variables, f, n, method="export_encode")
-  )(fps, lengths)
-  enc_np = {k: np.asarray(v) for k, v in encoded.items()}
+  )
   step = jax.jit(
     lambda named: model.apply(variables, named, method="export_decode_step")
   )
+  samples = []
+  for b in buckets:
+    idx = order[enc.lengths[order] <= b][:n]
+    fps = enc.fingerprints[idx, :b].view(np.int32)
+    lengths, targets = enc.lengths[idx], enc.targets[idx]
+    encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
+    samples += [
+      (
+        signature_name("encode", b),
+        {"fingerprints": f[None], "length": n[None]},
+      )
+      for f, n in zip(fps, lengths, strict=True)
+    ]
+    samples += _step_samples(
+      model.signatures(b),
+      step,
+      encoded,
+      lengths,
+      targets,
+      enc.target_lengths[idx],
+      signature_name("decode_step", b),
+    )
+  return samples
+
+
+def _step_samples(specs, step, encoded, lengths, targets, tlens, name):
+  """Every teacher-forced decode step of a batch, one sample per row."""
   prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
-  specs = model.signatures()
   shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
   state = {
-    k: np.zeros((len(idx),) + tuple(shapes[k][1:]), np.float32)
+    k: np.zeros((len(lengths),) + tuple(shapes[k][1:]), np.float32)
     for k in state_names(specs)
   }
-  samples = [
-    ("encode", {"fingerprints": fps[j : j + 1], "length": lengths[j : j + 1]})
-    for j in range(len(idx))
-  ]
+  samples = []
   for t in range(int(tlens.max())):
     named = dict(
-      enc_np,
+      encoded,
       **state,
       prev_action=prev[:, t],
-      step=np.full((len(idx),), t, np.int32),
+      step=np.full((len(lengths),), t, np.int32),
       length=lengths,
     )
     for j in np.flatnonzero(t < tlens):
-      sample = {k: v[j : j + 1] for k, v in named.items()}
-      samples.append(("decode_step", sample))
+      samples.append((name, {k: v[j : j + 1] for k, v in named.items()}))
     out = step(named)
     state = {k: np.asarray(out[k]) for k in state}
   return samples
 
 
-def save_saved_model(model_cfg, params, export_dir) -> None:
-  """jax2tf -> SavedModel with signatures "encode" and "decode_step"."""
+def save_saved_model(model_cfg, params, export_dir, buckets) -> list[str]:
+  """jax2tf -> SavedModel with signatures "encode_<t>" and
+  "decode_step_<t>" for each bucket length t; returns their names."""
   import tensorflow as tf
   from jax.experimental import jax2tf
 
-  fns, specs = signature_fns(model_cfg, params), signature_specs(model_cfg)
+  fns = signature_fns(model_cfg, params)
   module = tf.Module()
   signatures = {}
-  for sig, fn in fns.items():
-    spec = [
-      tf.TensorSpec(shape, getattr(tf, dt), name=name)
-      for name, shape, dt in specs[sig]["inputs"]
-    ]
-    f_tf = tf.function(
-      jax2tf.convert(fn, with_gradient=False),
-      input_signature=spec,
-      autograph=False,
-    )
-    setattr(module, sig, f_tf)
-    signatures[sig] = f_tf.get_concrete_function()
+  for t in buckets:
+    specs = signature_specs(model_cfg, t)
+    for sig, fn in fns.items():
+      spec = [
+        tf.TensorSpec(shape, getattr(tf, dt), name=name)
+        for name, shape, dt in specs[sig]["inputs"]
+      ]
+      f_tf = tf.function(
+        jax2tf.convert(fn, with_gradient=False),
+        input_signature=spec,
+        autograph=False,
+      )
+      name = signature_name(sig, t)
+      setattr(module, name, f_tf)
+      signatures[name] = f_tf.get_concrete_function()
   tf.saved_model.save(module, str(export_dir), signatures=signatures)
+  return list(signatures)
 
 
-def convert_saved_model(export_dir, variant, calibration_path, out_path):
-  """TFLite converter on a SavedModel (meant to run in a subprocess)."""
+def convert_saved_model(export_dir, variant, calibration_path, out_path, keys):
+  """TFLite converter on a SavedModel (meant to run in a subprocess);
+  keys: the signature names, comma-separated. Identical constants of the
+  buckets' subgraphs are stored once (the converter deduplicates buffers)."""
   import tensorflow as tf
 
   conv = tf.lite.TFLiteConverter.from_saved_model(
-    str(export_dir), signature_keys=["encode", "decode_step"]
+    str(export_dir), signature_keys=keys.split(",")
   )
   if variant != "float":
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -168,7 +216,7 @@ def convert_saved_model(export_dir, variant, calibration_path, out_path):
   Path(out_path).write_bytes(conv.convert())
 
 
-def _convert_in_subprocess(export_dir, variant, samples, out_path) -> None:
+def _convert_in_subprocess(export_dir, variant, samples, out_path, keys):
   calib = Path(export_dir).with_suffix(".calibration.pkl")
   calib.write_bytes(pickle.dumps(samples or []))
   code = (
@@ -178,7 +226,7 @@ def _convert_in_subprocess(export_dir, variant, samples, out_path) -> None:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-c", code, str(export_dir), variant, str(calib)]
   r = subprocess.run(
-    cmd + [str(out_path)],
+    cmd + [str(out_path), ",".join(keys)],
     capture_output=True,
     text=True,
     env=env,
@@ -220,15 +268,23 @@ def check_builtin_only(ops: dict[str, int]) -> None:
     raise ValueError(f"non-builtin ops in the model: {bad}")
 
 
-def manifest(model_cfg, ontology, form: str, variant: str) -> dict:
+def manifest(model_cfg, ontology, form: str, variant: str, buckets) -> dict:
   """What a device needs beside the .tflite (see README, On-device)."""
-  specs = signature_specs(model_cfg)
+  sigs = {}
+  for t in buckets:
+    for sig, io in signature_specs(model_cfg, t).items():
+      sigs[signature_name(sig, t)] = {
+        k: [[n, list(sh), dt] for n, sh, dt in v] for k, v in io.items()
+      }
   return {
     "format": FORMAT,
     "projection_format": projection.FORMAT_VERSION,
     "variant": variant,
     "form": form,
     "max_source_len": model_cfg.max_source_len,
+    # Run a parse with signatures "encode_<t>" / "decode_step_<t>" of the
+    # smallest t here >= its token count.
+    "buckets": list(buckets),
     "max_target_len": model_cfg.max_target_len,
     "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
     "fingerprint": "MurmurHash3_x86_32, seed 0, of the case-folded token's "
@@ -238,10 +294,7 @@ def manifest(model_cfg, ontology, form: str, variant: str) -> dict:
     "token_features": list(model_cfg.token_features),
     "ontology": ontology.to_dict(),
     "kinds": decode_lib.kinds_array(ontology).tolist(),
-    "signatures": {
-      s: {k: [[n, list(sh), dt] for n, sh, dt in v] for k, v in io.items()}
-      for s, io in specs.items()
-    },
+    "signatures": sigs,
   }
 
 
@@ -260,6 +313,20 @@ def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
   return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
+def _check_calibration(samples, buckets) -> None:
+  """Raises unless every signature of the buckets has samples."""
+  have = {name for name, _ in samples or ()}
+  want = [
+    signature_name(k, t) for t in buckets for k in ("encode", "decode_step")
+  ]
+  lack = [w for w in want if w not in have]
+  if lack:
+    raise ValueError(
+      f"variant 'int8' needs calibration samples for signatures {lack}: "
+      f"make them with calibration_samples(..., buckets={buckets})"
+    )
+
+
 def export(
   model_cfg,
   params,
@@ -269,34 +336,38 @@ def export(
   variant="int8",
   form="decoupled",
   calibration=None,
+  buckets=DEFAULT_BUCKETS,
 ) -> dict:
   """Writes `out` (.tflite) and its .json manifest; returns a summary.
 
-  calibration: the representative data of `calibration_samples` (needed
-  for variant "int8").
+  calibration: the representative data of `calibration_samples` at the
+  same buckets (needed for variant "int8"). buckets: source lengths below
+  T_max with their own signatures (see `bucket_lengths`).
   """
+  buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant not in VARIANTS:
     raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
-  if variant == "int8" and not calibration:
-    raise ValueError("variant 'int8' needs calibration samples")
+  if variant == "int8":
+    _check_calibration(calibration, buckets)
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
     saved = Path(tmp, "saved_model")
-    save_saved_model(model_cfg, params, saved)
-    _convert_in_subprocess(saved, variant, calibration, str(out))
+    keys = save_saved_model(model_cfg, params, saved, buckets)
+    _convert_in_subprocess(saved, variant, calibration, str(out), keys)
   ops = op_codes(out.read_bytes())
   check_builtin_only(ops)
   if "WHILE" in ops:
     raise ValueError("the exported graph has a WHILE op (a loop not unrolled)")
-  man = manifest(model_cfg, ontology, form, variant)
+  man = manifest(model_cfg, ontology, form, variant, buckets)
   out.write_bytes(embed_metadata(out.read_bytes(), man))
   out.with_suffix(".json").write_text(json.dumps(man, indent=1) + "\n")
   return {"path": str(out), "bytes": out.stat().st_size, "ops": ops}
 
 
-def calibration_from_config(config, model_cfg, params, ontology, n: int):
-  """Representative data from n random training utterances of `config`."""
+def calibration_from_config(config, model_cfg, params, ontology, n, buckets):
+  """Representative data from n random training utterances of `config`
+  per bucket."""
   from pqrnn_jax import input_pipeline
 
   train = input_pipeline.load_split(config.data, "train")
@@ -307,10 +378,17 @@ def calibration_from_config(config, model_cfg, params, ontology, n: int):
     model_cfg.max_target_len,
     model_cfg.token_features,
   )
-  return calibration_samples(model_cfg, params, enc, n, config.seed)
+  return calibration_samples(model_cfg, params, enc, n, config.seed, buckets)
 
 
-def export_workdir(workdir, out, variant="int8", calibration=300, which="best"):
+def export_workdir(
+  workdir,
+  out,
+  variant="int8",
+  calibration=300,
+  which="best",
+  buckets=DEFAULT_BUCKETS,
+):
   """Exports a training workdir's checkpoint; returns export's summary."""
   from pqrnn_jax import checkpoints
 
@@ -318,9 +396,10 @@ def export_workdir(workdir, out, variant="int8", calibration=300, which="best"):
     workdir, which
   )
   samples = None
+  buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant == "int8":
     samples = calibration_from_config(
-      config, model_cfg, params, ontology, calibration
+      config, model_cfg, params, ontology, calibration, buckets
     )
   return export(
     model_cfg,
@@ -330,6 +409,7 @@ def export_workdir(workdir, out, variant="int8", calibration=300, which="best"):
     variant=variant,
     form=config.data.form,
     calibration=samples,
+    buckets=buckets,
   )
 
 
@@ -338,7 +418,10 @@ def main(argv):
 
   f = cli.FLAGS
   cli.no_extra_args(argv)
-  r = export_workdir(f.workdir, f.out, f.variant, f.calibration, f.checkpoint)
+  buckets = [int(b) for b in f.buckets]
+  r = export_workdir(
+    f.workdir, f.out, f.variant, f.calibration, f.checkpoint, buckets
+  )
   print(json.dumps({k: r[k] for k in ("path", "bytes")}))
   print("ops:", " ".join(f"{k}x{v}" for k, v in r["ops"].items()))
 
@@ -355,4 +438,9 @@ if __name__ == "__main__":
     "calibration", 300, "Training utterances for int8 calibration."
   )
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which one.")
+  flags.DEFINE_list(
+    "buckets",
+    [str(b) for b in DEFAULT_BUCKETS],
+    "Source lengths below T_max with their own signatures (T_max always).",
+  )
   cli.run(main, errors=(RuntimeError,))  # A failed conversion: one line.

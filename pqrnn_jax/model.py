@@ -110,10 +110,10 @@ def shift_right(actions_BxU):
   return jnp.concatenate([bos, actions_BxU[:, :-1]], axis=1)
 
 
-def encode_signature(config, memory_width: int, cache) -> dict:
+def encode_signature(config, memory_width: int, cache, t: int) -> dict:
   """The `encode` signature every model shares: fingerprints and length in,
-  memory, pointer keys and `cache` [(name, shape, dtype)] out (batch 1)."""
-  t = config.max_source_len
+  memory, pointer keys and `cache` [(name, shape, dtype)] out (batch 1,
+  source length t)."""
   fps = projection.input_shape(config.token_features, t, 1)
   return {
     "inputs": [("fingerprints", fps, "int32"), ("length", (1,), "int32")],
@@ -125,7 +125,7 @@ def encode_signature(config, memory_width: int, cache) -> dict:
   }
 
 
-def step_signature(config, encoded, state) -> dict:
+def step_signature(config, encoded, state, t: int) -> dict:
   """The `decode_step` signature: previous action, step, length, the
   `encode` outputs and the decoder `state` in; unmasked symbol and pointer
   scores and the next `state` out (batch 1)."""
@@ -134,18 +134,19 @@ def step_signature(config, encoded, state) -> dict:
     "inputs": ids + [("length", (1,), "int32")] + encoded + list(state),
     "outputs": [
       ("symbol_scores", (1, config.vocab_size), "float32"),
-      ("pointer_scores", (1, config.max_source_len), "float32"),
+      ("pointer_scores", (1, t), "float32"),
     ]
     + list(state),
   }
 
 
-def export_signatures(config, memory_width: int, cache, state) -> dict:
-  """{"encode"|"decode_step": {"inputs"|"outputs": [(name, shape, dtype)]}}."""
-  enc = encode_signature(config, memory_width, cache)
+def export_signatures(config, memory_width: int, cache, state, t) -> dict:
+  """{"encode"|"decode_step": {"inputs"|"outputs": [(name, shape, dtype)]}}
+  at source length t; the graphs themselves take T from their inputs."""
+  enc = encode_signature(config, memory_width, cache, t)
   return {
     "encode": enc,
-    "decode_step": step_signature(config, enc["outputs"], state),
+    "decode_step": step_signature(config, enc["outputs"], state, t),
   }
 
 
@@ -266,15 +267,17 @@ class Seq2Seq(nn.Module):
 
   # -- What the model exports (export.py converts these, batch 1) ---------
 
-  def signatures(self) -> dict:
-    """Export signatures: the cache is each layer's memory keys/values, the
-    decoder state each layer's running sum."""
+  def signatures(self, t: int | None = None) -> dict:
+    """Export signatures at source length t (default T_max): the cache is
+    each layer's memory keys/values, the decoder state each layer's running
+    sum."""
     c = self.config
-    kv = (1, c.max_source_len, c.heads, c.bottleneck // c.heads)
+    t = t or c.max_source_len
+    kv = (1, t, c.heads, c.bottleneck // c.heads)
     layers = range(c.decoder_layers)
     cache = [(f"{x}{i}", kv, "float32") for i in layers for x in "kv"]
     state = [(f"sum{i}", (1, c.bottleneck), "float32") for i in layers]
-    return export_signatures(c, 2 * c.qrnn_hidden, cache, state)
+    return export_signatures(c, 2 * c.qrnn_hidden, cache, state, t)
 
   def export_encode(self, fingerprints_1xT, length_1) -> dict:
     """`encode`: named outputs of the signature."""

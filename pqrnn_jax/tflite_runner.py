@@ -3,11 +3,12 @@
   python -m pqrnn_jax.tflite_runner --model model.tflite "wake me at 7 am"
 
 What an app does, in Python: tokens -> uint32 fingerprints (passed as int32
-with the same bits) -> `encode` -> greedy loop over `decode_step`, masking
-the scores with the tree constraints of decode.py (the same numpy functions
-that the jitted decoders run) -> action ids -> parse string. No JAX
-computation runs here; decode.py and projection.py are used for their numpy
-functions only. The contract is in README.md, "On-device (TFLite)".
+with the same bits) at the smallest length bucket that fits -> that
+bucket's `encode_<t>` -> a greedy (or beam) loop over its `decode_step_<t>`,
+masking the scores with decode.py's tree constraints (host_constraints.py:
+the same rules on plain ints, tested equal) -> action ids -> parse string.
+No JAX computation runs here. The contract is in README.md, "On-device
+(TFLite)".
 """
 
 import json
@@ -17,8 +18,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from pqrnn_jax import decode as decode_lib
-from pqrnn_jax import projection
+from pqrnn_jax import host_constraints, projection
 from pqrnn_jax import targets as targets_lib
 
 METADATA_NAME = "pqrnn_manifest"  # Same as export.METADATA_NAME.
@@ -39,12 +39,44 @@ def read_manifest(model_path) -> dict:
   raise ValueError(f"{model_path}: no {side.name} and no manifest metadata")
 
 
+class Signature:
+  """One signature of the interpreter, driven tensor by tensor.
+
+  LiteRT's SignatureRunner resizes, re-allocates and re-sends every input
+  on each call; here inputs persist between invokes (graph inputs are
+  never overwritten in TFLite's arena), so a parse sets the encoder's
+  outputs into `decode_step` once, and each step sends only the previous
+  action, the step and the decoder state. The tensor calls are those the
+  SignatureRunner itself makes.
+  """
+
+  def __init__(self, interpreter, key: str):
+    runner = interpreter.get_signature_runner(key)
+    self.runner = runner  # The public API, for inspection.
+    self._w = runner._interpreter_wrapper
+    self._g = runner._subgraph_index
+    self.inputs = dict(runner._inputs)
+    self.outputs = dict(runner._outputs)
+    self._w.AllocateTensors(self._g)
+
+  def set(self, name: str, value) -> None:
+    self._w.SetTensor(self.inputs[name], value, self._g)
+
+  def get(self, name: str) -> np.ndarray:
+    return self._w.GetTensor(self.outputs[name], self._g)
+
+  def invoke(self) -> None:
+    self._w.Invoke(self._g)
+
+
 class TFLiteParser:
-  """Greedy constrained decoding with the `encode`/`decode_step` signatures.
+  """Constrained greedy or beam decoding with the `encode_<t>` /
+  `decode_step_<t>` signatures, at the smallest bucket t that fits.
 
   Attributes:
     ontology: targets.Ontology shipped with the model.
     manifest: the model's manifest dict.
+    buckets: source lengths with their own signatures, ascending.
   """
 
   def __init__(self, model_path, num_threads: int = 1, manifest=None):
@@ -54,73 +86,185 @@ class TFLiteParser:
     self.interpreter = Interpreter(
       model_path=str(model_path), num_threads=num_threads
     )
-    self._encode = self.interpreter.get_signature_runner("encode")
-    self._step = self.interpreter.get_signature_runner("decode_step")
     self.ontology = targets_lib.Ontology.from_dict(m["ontology"])
-    self.kinds_V = np.asarray(m["kinds"], np.int32)
     self.t_max, self.u_max = m["max_source_len"], m["max_target_len"]
     self.token_features = tuple(m.get("token_features", ()))
     self.form = m["form"]
-    sig = m["signatures"]
-    self._cache_names = [n for n, _, _ in sig["encode"]["outputs"]]
+    # Files without buckets have one pair, "encode" / "decode_step".
+    self.buckets = list(m.get("buckets") or [self.t_max])
+    self._names = {
+      t: (f"encode_{t}", f"decode_step_{t}")
+      if "buckets" in m
+      else ("encode", "decode_step")
+      for t in self.buckets
+    }
+    self._sigs = {}
+    step_sig = m["signatures"][self._names[self.t_max][1]]
+    self._cache_names = [
+      n for n, _, _ in m["signatures"][self._names[self.t_max][0]]["outputs"]
+    ]
     # Decoder state: what decode_step both takes and gives back (running
     # sums, or an LSTM's c and h), zeros before the first step.
-    step_out = {n for n, _, _ in sig["decode_step"]["outputs"]}
-    self._sums = {
+    step_out = {n for n, _, _ in step_sig["outputs"]}
+    self._zeros = {
       n: np.zeros(shape, np.float32)
-      for n, shape, _ in sig["decode_step"]["inputs"]
+      for n, shape, _ in step_sig["inputs"]
       if n in step_out
     }
+    self.constraints = host_constraints.Constraints(
+      m["kinds"], self.form, self.u_max
+    )
+    self._vocab = len(self.ontology)
+    self._no_pad = self.constraints.rows[-1].copy()  # Unconstrained.
+    self._no_pad[targets_lib.PAD_ID] = -np.inf
+    self._ids = np.zeros((2,), np.int32)
 
-  def fingerprints(self, tokens):
-    """int32 [1, T_max] (or [1, T_max, 1 + K] with token features)
-    fingerprints (uint32 bits) and length [1]."""
+  def bucket(self, n: int) -> int:
+    """The smallest bucket length >= n tokens."""
+    return next((t for t in self.buckets if t >= n), self.t_max)
+
+  def signatures(self, t: int) -> tuple[Signature, Signature]:
+    """(encode, decode_step) of bucket t, made on first use."""
+    if t not in self._sigs:
+      enc, step = self._names[t]
+      self._sigs[t] = (
+        Signature(self.interpreter, enc),
+        Signature(self.interpreter, step),
+      )
+    return self._sigs[t]
+
+  def fingerprints(self, tokens, t: int | None = None):
+    """int32 [1, t] (or [1, t, 1 + K] with token features) fingerprints
+    (uint32 bits) and length [1]; t defaults to the bucket that fits."""
+    t = t or self.bucket(min(len(tokens), self.t_max))
     fps, length, _ = projection.featurize(
-      [list(tokens)], self.t_max, self.token_features
+      [list(tokens)], t, self.token_features
     )
     return fps.view(np.int32), length
 
+  def _start(self, fps_1xT, length_1):
+    """Runs encode and loads its outputs into decode_step: the step
+    signature, ready for its first step."""
+    enc, step = self.signatures(fps_1xT.shape[1])
+    enc.set("fingerprints", fps_1xT)
+    enc.set("length", length_1)
+    enc.invoke()
+    for name in self._cache_names:
+      step.set(name, enc.get(name))
+    step.set("length", length_1)
+    return step
+
+  def _run_step(self, step, prev: int, t: int, state: dict):
+    """One decode_step from decoder `state`: (symbol scores [V], pointer
+    scores [T], next state)."""
+    ids = self._ids
+    ids[0], ids[1] = prev, t
+    step.set("prev_action", ids[:1])
+    step.set("step", ids[1:])
+    for name, value in state.items():
+      step.set(name, value)
+    step.invoke()
+    nxt = {name: step.get(name) for name in state}
+    return step.get("symbol_scores")[0], step.get("pointer_scores")[0], nxt
+
+  def _mask(self, tree, t: int, n: int, constrained: bool):
+    """(additive symbol mask [V], pointers allowed) for step t."""
+    if not constrained:
+      return self._no_pad, True
+    code, ptr = self.constraints.allowed(tree, t, n > 0)
+    return self.constraints.rows[code], ptr
+
   def decode(self, fps_1xT, length_1, constrained: bool = True):
     """Greedy action ids [<= U_max] int32, ending with EOS if it came."""
-    cache = self._encode(fingerprints=fps_1xT, length=length_1)
-    cache = {k: cache[k] for k in self._cache_names}
-    sums = dict(self._sums)
-    src_mask_1xT = np.arange(self.t_max)[None, :] < length_1[:, None]
-    state = decode_lib.init_state(1, np)
-    vocab = len(self.ontology)
+    step = self._start(fps_1xT, length_1)
+    n = int(length_1[0])
+    state, tree = dict(self._zeros), host_constraints.HostState()
     prev, actions = targets_lib.EOS_ID, []  # BOS is the EOS id.
     for t in range(self.u_max):
-      out = self._step(
-        prev_action=np.array([prev], np.int32),
-        step=np.array([t], np.int32),
-        length=length_1,
-        **cache,
-        **sums,
-      )
-      sums = {k: out[k] for k in sums}
-      scores = np.concatenate(
-        [out["symbol_scores"], out["pointer_scores"]], axis=-1
-      )
-      if constrained:
-        ok = decode_lib.allowed_mask(
-          state, self.kinds_V, src_mask_1xT, t, self.u_max, self.form, np
-        )
-      else:  # Still never PAD, never a pointer past the input.
-        is_pad = np.arange(vocab) == targets_lib.PAD_ID
-        ok = np.concatenate([~is_pad[None], src_mask_1xT], axis=-1)
-      prev = int(np.argmax(np.where(ok, scores, -np.inf)[0]))
+      sym, ptr, state = self._run_step(step, prev, t, state)
+      row, ptr_ok = self._mask(tree, t, n, constrained)
+      sym = sym + row
+      prev = int(np.argmax(sym))
+      if ptr_ok and n:
+        p = int(np.argmax(ptr[:n]))
+        if ptr[p] > sym[prev]:  # A tie goes to the symbol (argmax order).
+          prev = self._vocab + p
       actions.append(prev)
       if prev == targets_lib.EOS_ID:
         break
-      state = decode_lib.transition(
-        state, np.array([prev]), self.kinds_V, vocab, np
-      )
+      tree = self.constraints.transition(tree, prev)
     return np.asarray(actions, np.int32)
 
-  def parse_tokens(self, tokens, constrained: bool = True) -> str:
-    """Parse string of one token list (slot words copied from `tokens`)."""
+  def _log_probs(self, sym, ptr, n, row, ptr_ok):
+    """Masked log-probs [V + n] of one step, normalized over every action
+    before masking (decode._step_log_probs: never PAD, no pointer past n)."""
+    scores = np.concatenate([sym + self._no_pad, ptr[:n]])
+    top = scores.max()
+    logp = scores - (top + np.log(np.exp(scores - top).sum()))
+    ptr_mask = np.full(n, 0.0 if ptr_ok else -np.inf, np.float32)
+    return logp + np.concatenate([row, ptr_mask])
+
+  def _expand(self, step, live, t: int, n: int, constrained: bool):
+    """One decode_step per live hypothesis (log-prob, actions, tree,
+    decoder state): [(totals [V + n], actions, tree, next state)]."""
+    out = []
+    for logp, acts, tree, state in live:
+      prev = acts[-1] if acts else targets_lib.EOS_ID  # BOS is EOS.
+      sym, ptr, nxt = self._run_step(step, prev, t, state)
+      mask = self._mask(tree, t, n, constrained)
+      out.append((logp + self._log_probs(sym, ptr, n, *mask), acts, tree, nxt))
+    return out
+
+  def _grow(self, cands, beam: int):
+    """The `beam` best extensions other than EOS, as live hypotheses (ties
+    to the earlier beam and action, as lax.top_k)."""
+    width = len(cands[0][0])
+    flat = np.concatenate([c[0] for c in cands])
+    flat[targets_lib.EOS_ID :: width] = -np.inf
+    live = []
+    for i in np.argsort(-flat, kind="stable")[:beam]:
+      if not np.isfinite(flat[i]):
+        break
+      _, acts, tree, nxt = cands[i // width]
+      a = int(i % width)
+      tree = self.constraints.transition(tree, a)
+      live.append((float(flat[i]), acts + [a], tree, nxt))
+    return live
+
+  def beam_decode(
+    self, fps_1xT, length_1, beam=4, *, length_penalty=0.6, constrained=True
+  ):
+    """decode.beam_search on device: K live hypotheses, one decode_step
+    call each per step; those ending in EOS (scored by log-prob over the
+    GNMT length penalty) go to a pool of K finished ones. Stops once no
+    live hypothesis can beat the pool's worst (log-probs only fall; the
+    penalty is largest at U_max). The best's action ids, ending with EOS."""
+    step = self._start(fps_1xT, length_1)
+    n, eos = int(length_1[0]), targets_lib.EOS_ID
+    pen = lambda length: ((5.0 + length) / 6.0) ** length_penalty
+    live = [(0.0, [], host_constraints.HostState(), dict(self._zeros))]
+    done = []  # (score, actions), best first; earlier ones win ties.
+    for t in range(self.u_max):
+      cands = self._expand(step, live, t, n, constrained)
+      ended = [(c[0][eos] / pen(t + 1), c[1] + [eos]) for c in cands]
+      ended = [e for e in ended if np.isfinite(e[0])]
+      done = sorted(done + ended, key=lambda e: -e[0])[:beam]
+      live = self._grow(cands, beam)
+      bound = max((h[0] for h in live), default=-np.inf) / pen(self.u_max)
+      if not live or (len(done) == beam and bound <= done[-1][0]):
+        break
+    if done:
+      return np.asarray(done[0][1], np.int32)
+    return np.asarray(live[0][1] if live else [eos], np.int32)
+
+  def parse_tokens(self, tokens, constrained=True, beam: int = 1) -> str:
+    """Parse string of one token list (slot words copied from `tokens`);
+    beam > 1 runs `beam_decode`."""
     fps, length = self.fingerprints(tokens)
-    actions = self.decode(fps, length, constrained)
+    if beam > 1:
+      actions = self.beam_decode(fps, length, beam, constrained=constrained)
+    else:
+      actions = self.decode(fps, length, constrained)
     return targets_lib.actions_to_parse(actions, list(tokens), self.ontology)
 
 
@@ -135,7 +279,8 @@ def main(argv):
     raise FileNotFoundError(f"no model file {f.model}")
   parser = TFLiteParser(f.model, num_threads=f.threads)
   for u in utterances:
-    print(parser.parse_tokens(tokenizer.tokenize(u, locale=f.locale)))
+    tokens = tokenizer.tokenize(u, locale=f.locale)
+    print(parser.parse_tokens(tokens, beam=f.beam))
 
 
 if __name__ == "__main__":
@@ -146,4 +291,5 @@ if __name__ == "__main__":
   flags.DEFINE_string("model", None, "Exported .tflite file.", required=True)
   flags.DEFINE_integer("threads", 1, "Interpreter threads.")
   flags.DEFINE_string("locale", "", "Locale hint for the tokenizer.")
+  flags.DEFINE_integer("beam", 1, "Beam size (1: greedy).", lower_bound=1)
   cli.run(main)

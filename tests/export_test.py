@@ -123,12 +123,13 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
     assert "WHILE" not in ops  # The QRNN is unrolled.
     assert ("QUANTIZE" in ops) == (v == "int8")
     p = tflite_runner.TFLiteParser(r["path"])
-    (fp,) = [
-      d
-      for d in p._encode.get_input_details().values()
-      if d["dtype"] == np.int32 and len(d["shape"]) == 2
-    ]
-    assert list(fp["shape"]) == [1, model_cfg.max_source_len]
+    assert p.buckets == [12, model_cfg.max_source_len]
+    for t in p.buckets:
+      enc, step = p.signatures(t)
+      fp = enc.runner.get_input_details()["fingerprints"]
+      assert fp["dtype"] == np.int32 and list(fp["shape"]) == [1, t]
+      ptr = step.runner.get_output_details()["pointer_scores"]
+      assert list(ptr["shape"]) == [1, t]
     side = json.loads(open(r["path"][: -len(".tflite")] + ".json").read())
     # The embedded metadata is the same manifest as the JSON beside it.
     path = r["path"] + ".copy"
@@ -140,55 +141,84 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
   assert "FLOAT32" not in _constant_types(runs["int8"]["path"])
 
 
-def _compare(exported, variant, n_inputs=4):
+def _runners(p, t=None):
+  """The public SignatureRunners (encode, decode_step) of bucket t."""
+  enc, step = p.signatures(t or p.t_max)
+  return enc.runner, step.runner
+
+
+def _compare(exported, variant, n_inputs=4, t=None):
   """Max |tflite - JAX| per output over teacher-forced steps of examples
-  with random (but real-length) fingerprints."""
+  with random (but real-length) fingerprints, at bucket t (T_max)."""
   model_cfg, params, _, enc, runs = exported
+  t = t or model_cfg.max_source_len
   fns = export.signature_fns(model_cfg, params)
   names = [
     n for n, _, _ in export.signature_specs(model_cfg)["decode_step"]["inputs"]
   ]
   p = tflite_runner.TFLiteParser(runs[variant]["path"])
+  encode, decode_step = _runners(p, t)
   rng = np.random.default_rng(1)
   err = {}
-  for j in range(n_inputs):
+  for j in np.flatnonzero(enc.lengths <= t)[:n_inputs]:
     n = enc.lengths[j : j + 1]
-    fps = np.zeros((1, model_cfg.max_source_len), np.int32)
+    fps = np.zeros((1, t), np.int32)
     fps[0, : n[0]] = rng.integers(-(2**31), 2**31, n[0])
     want = {k: np.asarray(v) for k, v in fns["encode"](fps, n).items()}
-    got = p._encode(fingerprints=fps, length=n)
+    got = encode(fingerprints=fps, length=n)
     diffs = {k: np.abs(want[k] - got[k]).max() for k in want}
     named = dict(want, length=n)
-    named.update({k: np.zeros_like(v) for k, v in p._sums.items()})
-    for t in range(4):
-      named["step"] = np.array([t], np.int32)
-      named["prev_action"] = model.shift_right(enc.targets[j : j + 1])[:, t]
+    named.update({k: np.zeros_like(v) for k, v in p._zeros.items()})
+    for u in range(4):
+      named["step"] = np.array([u], np.int32)
+      named["prev_action"] = model.shift_right(enc.targets[j : j + 1])[:, u]
       named["prev_action"] = np.asarray(named["prev_action"], np.int32)
       want = fns["decode_step"](*[named[k] for k in names])
-      got = p._step(**named)
+      got = decode_step(**named)
       diffs.update(
         {k: max(diffs.get(k, 0), np.abs(want[k] - got[k]).max()) for k in want}
       )
-      named.update({k: np.asarray(want[k]) for k in p._sums})
+      named.update({k: np.asarray(want[k]) for k in p._zeros})
     err = {k: max(err.get(k, 0), float(v)) for k, v in diffs.items()}
   return err
 
 
 def test_float_tflite_equals_jax(exported):
-  err = _compare(exported, "float")
-  assert max(err.values()) < 1e-4, err
+  for t in (12, None):
+    err = _compare(exported, "float", t=t)
+    assert max(err.values()) < 1e-4, (t, err)
+
+
+def test_bucketed_encode_equals_t_max_encode_on_valid_positions(exported):
+  model_cfg, _, _, enc, runs = exported
+  p = tflite_runner.TFLiteParser(runs["float"]["path"])
+  small, full = _runners(p, 12)[0], _runners(p)[0]
+  t_max = model_cfg.max_source_len
+  rows = np.flatnonzero(enc.lengths <= 12)[:6]
+  assert len(rows)
+  for j in rows:
+    n = enc.lengths[j : j + 1]
+    fps = enc.fingerprints[j : j + 1].view(np.int32)
+    a = small(fingerprints=fps[:, :12], length=n)
+    b = full(fingerprints=fps[:, :t_max], length=n)
+    for k in a:
+      assert a[k].shape[1] == 12 and b[k].shape[1] == t_max, k
+      np.testing.assert_allclose(a[k][:, : n[0]], b[k][:, : n[0]], atol=1e-4)
+  # A parse runs at the smallest bucket that fits.
+  assert [p.bucket(n) for n in (1, 12, 13, t_max)] == [12, 12, t_max, t_max]
 
 
 def test_int8_tflite_within_quantization_steps_of_jax(exported):
-  err = _compare(exported, "int8")
   steps = _output_steps(exported[-1]["int8"]["path"])
-  scale = {**steps["encode"], **steps["decode_step"]}
-  in_steps = {k: err[k] / scale[k] for k in err}
-  # One step per output tensor would hold for a single int8 op; a network
-  # of them accumulates rounding: the encoder's outputs stay within a few
-  # steps, the scores (after ~20 int8 ops) within a few dozen.
-  assert max(in_steps[k] for k in steps["encode"]) < 8, in_steps
-  assert max(in_steps.values()) < 40, in_steps
+  for t in (12, exported[0].max_source_len):
+    err = _compare(exported, "int8", t=t)
+    enc, step = steps[f"encode_{t}"], steps[f"decode_step_{t}"]
+    in_steps = {k: err[k] / {**enc, **step}[k] for k in err}
+    # One step per output tensor would hold for a single int8 op; a network
+    # of them accumulates rounding: the encoder's outputs stay within a few
+    # steps, the scores (after ~20 int8 ops) within a few dozen.
+    assert max(in_steps[k] for k in enc) < 8, (t, in_steps)
+    assert max(in_steps.values()) < 40, (t, in_steps)
 
 
 def test_runner_parses_equal_jax_greedy(exported):
@@ -210,6 +240,21 @@ def test_runner_parses_equal_jax_greedy(exported):
     assert metrics.compute_all(got, want)["invalid_tree_rate"] == 0.0
 
 
+def test_runner_beam_equals_jax_beam(exported):
+  model_cfg, params, ontology, _, runs = exported
+  examples = input_pipeline.load_split(tiny.get_config().data, "test")
+  tokens = [e.tokens for e in examples][:24]
+  parser = inference.Parser(model_cfg, params, ontology, batch_size=8)
+  p = tflite_runner.TFLiteParser(runs["float"]["path"])
+  want = parser.parse_tokens(tokens, beam_size=4)
+  got = [p.parse_tokens(t, beam=4) for t in tokens]
+  assert got == want
+  # Beam 1 is greedy under constraints, on device as in JAX.
+  greedy = [p.parse_tokens(t) for t in tokens]
+  assert greedy == [p.parse_tokens(t, beam=1) for t in tokens]
+  assert greedy == parser.parse_tokens(tokens)
+
+
 def _actions(out, length):
   """[V + length] scores of one decode_step output."""
   sym, ptr = np.asarray(out["symbol_scores"]), np.asarray(out["pointer_scores"])
@@ -226,6 +271,7 @@ def _own_state_run(exported, variant, n_inputs=16):
     n for n, _, _ in export.signature_specs(model_cfg)["decode_step"]["inputs"]
   ]
   p = tflite_runner.TFLiteParser(runs[variant]["path"])
+  encode, decode_step = _runners(p)
   examples = input_pipeline.load_split(tiny.get_config().data, "test")
   enc = input_pipeline.encode(
     examples[:n_inputs], ontology, model_cfg.max_source_len, 64
@@ -233,20 +279,20 @@ def _own_state_run(exported, variant, n_inputs=16):
   pairs = []
   for j in range(len(enc.lengths)):
     fps, n = enc.fingerprints[j : j + 1].view(np.int32), enc.lengths[j : j + 1]
-    mine = dict(p._encode(fingerprints=fps, length=n), length=n)
+    mine = dict(encode(fingerprints=fps, length=n), length=n)
     ref = {k: np.asarray(v) for k, v in fns["encode"](fps, n).items()}
     ref["length"] = n
     for named in (mine, ref):
-      named.update({k: np.zeros_like(v) for k, v in p._sums.items()})
+      named.update({k: np.zeros_like(v) for k, v in p._zeros.items()})
     prev = model.shift_right(enc.targets[j : j + 1])
     for t in range(int(enc.target_lengths[j])):
       for named in (mine, ref):
         named["step"] = np.array([t], np.int32)
         named["prev_action"] = np.asarray(prev[:, t], np.int32)
-      got = p._step(**{k: mine[k] for k in names})
+      got = decode_step(**{k: mine[k] for k in names})
       want = fns["decode_step"](*[ref[k] for k in names])
-      mine.update({k: got[k] for k in p._sums})
-      ref.update({k: np.asarray(want[k]) for k in p._sums})
+      mine.update({k: got[k] for k in p._zeros})
+      ref.update({k: np.asarray(want[k]) for k in p._zeros})
       pairs.append((_actions(got, n[0]), _actions(want, n[0])))
   return pairs
 
@@ -278,7 +324,7 @@ def test_int8_scores_track_float_over_its_own_decoder_state(exported):
 def test_conversion_crash_is_an_error_not_a_dead_process(tmp_path):
   with pytest.raises(RuntimeError, match="conversion .int8. failed"):
     export._convert_in_subprocess(
-      tmp_path / "missing", "int8", [], str(tmp_path / "x.tflite")
+      tmp_path / "missing", "int8", [], str(tmp_path / "x.tflite"), ["a"]
     )
 
 
@@ -301,9 +347,7 @@ def test_token_features_export_and_runner_equal_jax(tmp_path):
   )
   p = tflite_runner.TFLiteParser(r["path"])
   assert p.token_features == m.token_features
-  (fp,) = [
-    d for d in p._encode.get_input_details().values() if len(d["shape"]) == 3
-  ]
+  fp = _runners(p)[0].get_input_details()["fingerprints"]
   assert list(fp["shape"]) == [1, m.max_source_len, 3]
   tokens = [e.tokens for e in input_pipeline.load_split(cfg.data, "test")]
   want = inference.Parser(

@@ -263,12 +263,13 @@ class LSTMSeq2Seq(nn.Module):
 
   # -- What the model exports (export.py converts these, batch 1) ---------
 
-  def signatures(self) -> dict:
-    """Export signatures: no cache beyond memory and pointer keys; the
-    decoder state is the LSTM's (c, h)."""
+  def signatures(self, t: int | None = None) -> dict:
+    """Export signatures at source length t (default T_max): no cache
+    beyond memory and pointer keys; the decoder state is the LSTM's (c, h)."""
     c = self.config
+    t = t or c.max_source_len
     state = [(n, (1, c.bottleneck), "float32") for n in ("lstm_c", "lstm_h")]
-    return model_lib.export_signatures(c, 2 * c.lstm_hidden, [], state)
+    return model_lib.export_signatures(c, 2 * c.lstm_hidden, [], state, t)
 
   def export_encode(self, fingerprints_1xT, length_1) -> dict:
     memory, mask = self.encode(fingerprints_1xT, length_1)
