@@ -37,6 +37,14 @@ flags.DEFINE_string("file", "en/test.txt", "Utterances (readers format).")
 flags.DEFINE_integer("limit", 300, "Utterances timed per file; 0: all.")
 flags.DEFINE_integer("calibration", 300, "int8 calibration utterances.")
 flags.DEFINE_string("out", "", "JSON output path.")
+flags.DEFINE_list(
+  "beams", ["1"], "Beam sizes; beams > 1 run the pQRNN int8 file only."
+)
+flags.DEFINE_list(
+  "buckets",
+  [str(b) for b in export.DEFAULT_BUCKETS],
+  "Export length buckets below T_max ('' for none: one pair at T_max).",
+)
 
 
 def signature_ops(tflite_bytes) -> dict[str, int]:
@@ -52,55 +60,65 @@ def signature_ops(tflite_bytes) -> dict[str, int]:
   return out
 
 
-class _Timed:
-  """A signature runner that adds the seconds of each call to `spent`."""
+def _timed(sig, spent: list) -> None:
+  """Makes `sig.invoke` add its seconds to `spent`."""
+  invoke = sig.invoke
 
-  def __init__(self, runner, spent: list):
-    self.runner, self.spent = runner, spent
-
-  def __call__(self, **kw):
+  def timed():
     t0 = time.perf_counter()
-    out = self.runner(**kw)
-    self.spent.append(time.perf_counter() - t0)
-    return out
+    invoke()
+    spent.append(time.perf_counter() - t0)
 
-  def __getattr__(self, name):
-    return getattr(self.runner, name)
+  sig.invoke = timed
 
 
-def time_file(path, token_lists) -> dict:
-  """Latency parts of one .tflite over token lists, one parse at a time."""
+def time_file(path, token_lists, beam: int = 1) -> dict:
+  """Latency parts of one .tflite over token lists, one parse at a time:
+  whole parse, `encode` and `decode_step` invokes, and the host's share
+  (everything else: fingerprints, tensor copies, masks, argmax) per step."""
   parser = tflite_runner.TFLiteParser(path, num_threads=1)
-  enc_s, step_s = [], []
-  parser._encode = _Timed(parser._encode, enc_s)
-  parser._step = _Timed(parser._step, step_s)
-  for tokens in token_lists[:3]:  # Warm-up: allocation, first-call costs.
-    parser.parse_tokens(tokens)
-  enc_s.clear(), step_s.clear()
+  enc_s, step_s = {t: [] for t in parser.buckets}, []
+  for t in parser.buckets:
+    enc, step = parser.signatures(t)
+    _timed(enc, enc_s[t])
+    _timed(step, step_s)
+    parser.parse_tokens(["x"] * t, beam=beam)  # Warm-up: first invokes.
+    enc_s[t].clear()
+  step_s.clear()
   whole, steps, host = [], [], []
   for tokens in token_lists:
-    e0, s0 = len(enc_s), len(step_s)
+    e0 = sum(sum(v) for v in enc_s.values())
+    s0, n0 = sum(step_s), len(step_s)
     t0 = time.perf_counter()
-    parser.parse_tokens(tokens)
+    parser.parse_tokens(tokens, beam=beam)
     total = time.perf_counter() - t0
-    n = len(step_s) - s0
+    spent = sum(sum(v) for v in enc_s.values()) - e0 + sum(step_s) - s0
+    n = len(step_s) - n0
     whole.append(total)
     steps.append(n)
-    host.append((total - sum(enc_s[e0:]) - sum(step_s[s0:])) / max(n, 1))
-  ms = lambda xs, q=50: float(np.percentile(xs, q) * 1e3)
+    host.append((total - spent) / max(n, 1))
+  ms = lambda xs, q=50: float(np.percentile(xs, q) * 1e3) if xs else None
   data = Path(path).read_bytes()
+  every = [x for v in enc_s.values() for x in v]
   return {
     "path": str(path),
+    "beam": beam,
     "bytes": len(data),
     "parses": len(whole),
     "parse_median_ms": ms(whole),
     "parse_p90_ms": ms(whole, 90),
-    "encode_median_ms": ms(enc_s),
+    "encode_median_ms": ms(every),
+    "encode_median_ms_by_bucket": {t: ms(v) for t, v in enc_s.items()},
+    "parses_by_bucket": {t: len(v) for t, v in enc_s.items()},
     "step_median_ms": ms(step_s),
     "steps_per_parse": float(np.mean(steps)),
     "host_per_step_median_ms": ms(host),
     "ops": signature_ops(data),
   }
+
+
+def _buckets() -> list[int]:
+  return [int(b) for b in FLAGS.buckets if b]
 
 
 def _exports(tmp: Path) -> dict[str, str]:
@@ -109,11 +127,15 @@ def _exports(tmp: Path) -> dict[str, str]:
   if FLAGS.workdir:
     for variant in export.VARIANTS:
       out = tmp / f"pqrnn_{variant}.tflite"
-      export.export_workdir(FLAGS.workdir, out, variant, FLAGS.calibration)
+      export.export_workdir(
+        FLAGS.workdir, out, variant, FLAGS.calibration, buckets=_buckets()
+      )
       files[f"pqrnn_{variant}"] = str(out)
   if FLAGS.lstm_workdir:
     out = tmp / "lstm_int8.tflite"
-    export.export_workdir(FLAGS.lstm_workdir, out, "int8", FLAGS.calibration)
+    export.export_workdir(
+      FLAGS.lstm_workdir, out, "int8", FLAGS.calibration, buckets=_buckets()
+    )
     files["lstm_int8"] = str(out)
   for f in FLAGS.tflite:
     if not Path(f).exists():
@@ -137,11 +159,17 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     files = _exports(Path(tmp))
     rows = {name: time_file(f, tokens) for name, f in files.items()}
+    for beam in [int(b) for b in FLAGS.beams if int(b) > 1]:
+      if "pqrnn_int8" in files:
+        rows[f"pqrnn_int8_beam{beam}"] = time_file(
+          files["pqrnn_int8"], tokens, beam
+        )
   result = {
     "file": str(path),
     "machine": f"{platform.machine()} {platform.processor()}".strip(),
     "date": time.strftime("%Y-%m-%d"),
     "threads": 1,
+    "buckets": _buckets(),
     "files": rows,
   }
   cols = ("parse_median_ms", "parse_p90_ms", "encode_median_ms")
@@ -149,7 +177,7 @@ def main(argv):
   print("| file | bytes | " + " | ".join(cols) + " | ops |")
   print("|" + " --- |" * (len(cols) + 3))
   for name, r in rows.items():
-    cells = [f"{r[c]:.3f}" for c in cols]
+    cells = [f"{r[c]:.3f}" if r[c] is not None else "-" for c in cols]
     ops = ", ".join(f"{k} {v}" for k, v in r["ops"].items())
     print(f"| {name} | {r['bytes']:,} | " + " | ".join(cells) + f" | {ops} |")
   if FLAGS.out:

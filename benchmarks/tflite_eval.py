@@ -56,6 +56,9 @@ flags.DEFINE_integer("calibration", 300, "int8 calibration utterances.")
 flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
 flags.DEFINE_string("export_dir", "", "Default: WORKDIR/tflite")
 flags.DEFINE_string("out", "", "Default: in export_dir.")
+flags.DEFINE_list(
+  "int8_beams", ["1"], "Beam sizes the int8 file is decoded with (1 greedy)."
+)
 
 
 def _latency(seconds) -> dict:
@@ -75,14 +78,15 @@ def _score(preds, examples, reference) -> dict:
   return m
 
 
-def run_tflite(path, examples, threads=1):
+def run_tflite(path, examples, threads=1, beam=1):
   """Parses and per-parse seconds of one .tflite through the runner."""
   parser = tflite_runner.TFLiteParser(path, num_threads=threads)
-  parser.parse_tokens(examples[0].tokens)  # Warm-up (delegate setup).
+  for t in parser.buckets:  # Warm-up: first invoke of each signature.
+    parser.parse_tokens(["x"] * t, beam=beam)
   preds, seconds = [], []
   for e in examples:
     t0 = time.perf_counter()
-    preds.append(parser.parse_tokens(e.tokens))
+    preds.append(parser.parse_tokens(e.tokens, beam=beam))
     seconds.append(time.perf_counter() - t0)
   return preds, seconds
 
@@ -107,6 +111,27 @@ def jax_latency(model_cfg, params, ontology, examples, form):
     if i:  # The first call compiles.
       seconds.append(time.perf_counter() - t0)
   return seconds
+
+
+def _beam_rows(result, loaded, examples, out_dir, beam):
+  """JAX float and the int8 file at beam size `beam`, scored alike."""
+  model_cfg, ontology, params, config = loaded
+  tokens = [e.tokens for e in examples]
+  parser = inference.Parser(
+    model_cfg.replace(quant="none"),
+    params,
+    ontology,
+    form=config.data.form,
+    batch_size=64,
+    config=config,
+  )
+  ref = parser.parse_tokens(tokens, beam_size=beam)
+  result[f"jax_float_beam{beam}"] = _score(ref, examples, ref)
+  preds, seconds = run_tflite(out_dir / "model_int8.tflite", examples, 1, beam)
+  result[f"tflite_int8_beam{beam}"] = dict(
+    _score(preds, examples, ref), latency=_latency(seconds)
+  )
+  print(f"tflite_int8_beam{beam}: done", flush=True)
 
 
 def main(argv):
@@ -166,6 +191,9 @@ def main(argv):
       ops=r["ops"],
     )
     print(f"tflite_{variant}: {r['bytes']:,} bytes", flush=True)
+  for beam in [int(b) for b in args.int8_beams if int(b) > 1]:
+    loaded = (model_cfg, ontology, params, config)
+    _beam_rows(result, loaded, examples, out_dir, beam)
 
   result["jax_float"]["latency"] = _latency(
     jax_latency(
@@ -185,9 +213,11 @@ def _print(r):
     f"{'':14s} {'EM':>7s} {'intent':>7s} {'slotF1':>7s} {'invalid':>7s} "
     f"{'agree':>6s} {'bytes':>11s} {'med ms':>7s} {'p90 ms':>7s}"
   )
-  for k in ("jax_float", "jax_aqt_int8") + tuple(
+  rows = ("jax_float", "jax_aqt_int8") + tuple(
     f"tflite_{v}" for v in ("float", "dynamic", "int8")
-  ):
+  )
+  rows += tuple(k for k in r if "_beam" in k)
+  for k in rows:
     m = r[k]
     lat = m.get("latency", {})
     print(

@@ -8,8 +8,9 @@ signatures' tensors) beside it; the manifest is also embedded in the file as
 TFLite metadata "pqrnn_manifest". `tflite_runner.py` runs the decode loop.
 
 Path (TOOLCHAIN.md 4.5, 5): the float graph (an AQT-trained model has the
-same float parameters), QRNN unrolled over T_max, batch 1 -> jax2tf ->
-SavedModel with two signatures -> TFLite converter, default flags.
+same float parameters), QRNN pooling by recursive doubling (no loop),
+batch 1 -> jax2tf -> SavedModel with an `encode_<t>` / `decode_step_<t>`
+pair per length bucket t -> TFLite converter, default flags.
 "float"; "dynamic": int8 weights; "int8": full integer, int8 weights and
 activations (float only at the inputs and outputs), ranges calibrated on
 training utterances run through encode and teacher-forced decode steps.
@@ -26,7 +27,7 @@ numpy twins of what decode.py jits), applied to float scores. The cache is
 explicit: memory, pointer keys and per-layer keys/values (from `encode`),
 and per-layer running sums (in and out of each step). The LSTM baseline
 exports the same way: its cache is memory and pointer keys, its state the
-decoder LSTM's (c, h); its encoder loops are unrolled like the QRNN.
+decoder LSTM's (c, h); its encoder loops are unrolled over t.
 
 Scores leave the graph unmasked, symbols and pointers apart (each with its
 own int8 range): an in-graph -inf mask would ruin the calibrated ranges.
@@ -128,12 +129,19 @@ def calibration_samples(
     fps = enc.fingerprints[idx, :b].view(np.int32)
     lengths, targets = enc.lengths[idx], enc.targets[idx]
     encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
+    # Plus inputs of exactly b tokens (see `_joined`), encode only.
+    full_fps, full_lengths = _joined(enc, order, b, max(n // 4, 8))
+    enc_inputs = zip(
+      np.concatenate([fps, full_fps]),
+      np.concatenate([lengths, full_lengths]),
+      strict=True,
+    )
     samples += [
       (
         signature_name("encode", b),
-        {"fingerprints": f[None], "length": n[None]},
+        {"fingerprints": f[None], "length": k[None]},
       )
-      for f, n in zip(fps, lengths, strict=True)
+      for f, k in enc_inputs
     ]
     samples += _step_samples(
       model.signatures(b),
@@ -145,6 +153,26 @@ def calibration_samples(
       signature_name("decode_step", b),
     )
   return samples
+
+
+def _joined(enc, order, t: int, count: int):
+  """`count` inputs of exactly t tokens, each utterances of `order` joined
+  end to end ([count, t, ...] int32 fingerprints, lengths). Calibration
+  needs them: the pooling's shifted slices reach positions that no real
+  utterance fills (MTOP en has none over 32 tokens), and a slice that is
+  zero over all samples gets a zero int8 scale, which aborts the
+  interpreter."""
+  rows, pos = [], 0
+  for _ in range(count):
+    parts, have = [], 0
+    while have < t:
+      j = order[pos % len(order)]
+      pos += 1
+      parts.append(enc.fingerprints[j, : enc.lengths[j]])
+      have += int(enc.lengths[j])
+    rows.append(np.concatenate(parts)[:t])
+  fps = np.stack(rows).view(np.int32)
+  return fps, np.full((count,), t, np.int32)
 
 
 def _step_samples(specs, step, encoded, lengths, targets, tlens, name):
@@ -299,11 +327,18 @@ def manifest(model_cfg, ontology, form: str, variant: str, buckets) -> dict:
 
 
 def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
-  """Adds the manifest JSON as TFLite metadata METADATA_NAME."""
+  """Adds the manifest JSON as TFLite metadata METADATA_NAME and drops the
+  tensor and subgraph names: the converter names every intermediate after
+  its JAX op path (~70 bytes each, ~10 % of the file), and the signatures
+  address tensors by index under their own names."""
   from ai_edge_litert import schema_py_generated as schema
   from tensorflow.lite.tools import flatbuffer_utils
 
   model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+  for subgraph in model.subgraphs:
+    subgraph.name = None
+    for tensor in subgraph.tensors:
+      tensor.name = None
   buf = schema.BufferT()
   buf.data = np.frombuffer(json.dumps(manifest_dict).encode(), np.uint8)
   model.buffers.append(buf)
@@ -365,7 +400,9 @@ def export(
   return {"path": str(out), "bytes": out.stat().st_size, "ops": ops}
 
 
-def calibration_from_config(config, model_cfg, params, ontology, n, buckets):
+def calibration_from_config(
+  config, model_cfg, params, ontology, n, buckets=DEFAULT_BUCKETS
+):
   """Representative data from n random training utterances of `config`
   per bucket."""
   from pqrnn_jax import input_pipeline

@@ -70,8 +70,9 @@ class ModelConfig:
     return self
 
   def for_export(self) -> "ModelConfig":
-    """The exported graph: float, QRNN unrolled (no WHILE op), no dropout."""
-    return self.replace(pooling="unrolled", quant="none", dropout=0.0)
+    """The exported graph: float, pooling by recursive doubling (no WHILE
+    op, O(log T) ops), no dropout."""
+    return self.replace(pooling="doubling", quant="none", dropout=0.0)
 
 
 def check_common(config) -> None:

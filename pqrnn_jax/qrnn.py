@@ -9,8 +9,11 @@ linear scan s_t = a_t * s_{t-1} + b_t. It has one signature and three
 implementations, picked from `POOLING`:
   scan:        lax.scan, the reference semantics (a WHILE loop in TFLite);
   associative: lax.associative_scan, O(log T) depth for accelerators;
-  unrolled:    a Python loop over the fixed T, for the full-int8 TFLite
-               export (its calibrator crashes on WHILE ops).
+  unrolled:    a Python loop over the fixed T (no WHILE op, which the
+               full-int8 TFLite calibrator crashes on): 4 ops per step;
+  doubling:    recursive doubling, ceil(log2 T) levels of shifted
+               multiply-adds: no WHILE and O(log T) ops, what the TFLite
+               export uses.
 """
 
 import functools
@@ -61,10 +64,36 @@ def _unrolled_pool(a_BxTxH, b_BxTxH, reverse: bool = False):
   return jnp.stack(out, axis=1)
 
 
+def _shift_in(x_BxTxH, d: int, fill: float):
+  """x moved d steps later along T, the first d steps set to `fill`: a
+  slice and a concat, both int8 builtins (a PAD would be STABLEHLO_PAD)."""
+  head = jnp.full_like(x_BxTxH[:, :d], fill)
+  return jnp.concatenate([head, x_BxTxH[:, :-d]], axis=1)
+
+
+def _doubling_pool(a_BxTxH, b_BxTxH, reverse: bool = False):
+  """Same recurrence by recursive doubling (Hillis-Steele): after level d,
+  (A_t, B_t) compose the steps t-2d+1..t, so ceil(log2 T) levels of
+  shifted multiply-adds, straight-line code with no WHILE. The backward
+  direction flips time around a forward pass (REVERSE_V2)."""
+  if reverse:
+    flip = lambda x: jnp.flip(x, axis=1)
+    return flip(_doubling_pool(flip(a_BxTxH), flip(b_BxTxH)))
+  t_max, d = a_BxTxH.shape[1], 1
+  a, b = a_BxTxH, b_BxTxH
+  while d < t_max:
+    b = a * _shift_in(b, d, 0.0) + b
+    if 2 * d < t_max:  # The last level needs no A.
+      a = a * _shift_in(a, d, 1.0)
+    d *= 2
+  return b
+
+
 POOLING = {
   "scan": _scan_pool,
   "associative": _associative_pool,
   "unrolled": _unrolled_pool,
+  "doubling": _doubling_pool,
 }
 
 

@@ -170,7 +170,7 @@ def test_train_restore_evaluate_predict_end_to_end(tmp_path):
     )
     assert "WHILE" not in r["ops"] and "UNIDIRECTIONAL" not in str(r["ops"])
     p = tflite_runner.TFLiteParser(r["path"])
-    assert set(p._sums) == {"lstm_c", "lstm_h"}
+    assert set(p._zeros) == {"lstm_c", "lstm_h"}
     got = [p.parse_tokens(t) for t in tokens]
     if variant == "float":
       assert got == want
