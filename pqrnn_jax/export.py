@@ -9,8 +9,9 @@ TFLite metadata "pqrnn_manifest". `tflite_runner.py` runs the decode loop.
 
 Path (TOOLCHAIN.md 4.5, 5): the float graph (an AQT-trained model has the
 same float parameters), QRNN pooling by recursive doubling (no loop),
-batch 1 -> jax2tf -> SavedModel with an `encode_<t>` / `decode_step_<t>`
-pair per length bucket t -> TFLite converter, default flags.
+batch 1 -> jax2tf -> SavedModel with an `encode_<t>` per length bucket t
+and one `decode_step` (`file_signatures`) -> TFLite converter, default
+flags; constants shared by the signatures are stored once.
 "float"; "dynamic": int8 weights; "int8": full integer, int8 weights and
 activations (float only at the inputs and outputs), ranges calibrated on
 training utterances run through encode and teacher-forced decode steps.
@@ -68,9 +69,19 @@ def bucket_lengths(max_len: int, buckets=DEFAULT_BUCKETS) -> list[int]:
   return sorted({int(b) for b in buckets if int(b) < max_len} | {max_len})
 
 
-def signature_name(kind: str, t: int) -> str:
-  """Name in the .tflite of signature `kind` at source length t."""
-  return f"{kind}_{t}"
+def encode_name(t: int) -> str:
+  """Name in the .tflite of the encode signature of bucket length t."""
+  return f"encode_{t}"
+
+
+def file_signatures(max_len: int, buckets) -> dict[str, tuple[str, int]]:
+  """{name in the .tflite: (signature kind, source length)}: one encode
+  per bucket, one decode_step at T_max. A parse pads its encoder outputs
+  to T_max (pads are masked): the step's work barely depends on T (0.043
+  vs 0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB
+  of op and quantization tables in the file."""
+  names = {encode_name(t): ("encode", t) for t in buckets}
+  return dict(names, decode_step=("decode_step", max_len))
 
 
 def signature_specs(model_cfg, t: int | None = None) -> dict:
@@ -110,8 +121,8 @@ def calibration_samples(
   model_cfg, params, enc, n: int, seed=0, buckets=DEFAULT_BUCKETS
 ):
   """Representative data [(signature, {input: array})] from encoded
-  training examples: per bucket, n encodes of utterances that fit it and
-  every teacher-forced decode step of them."""
+  training examples: per bucket, n encodes of utterances that fit it; n
+  utterances' every teacher-forced decode step."""
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(enc.lengths))
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
@@ -126,32 +137,25 @@ def calibration_samples(
   samples = []
   for b in buckets:
     idx = order[enc.lengths[order] <= b][:n]
-    fps = enc.fingerprints[idx, :b].view(np.int32)
-    lengths, targets = enc.lengths[idx], enc.targets[idx]
-    encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
-    # Plus inputs of exactly b tokens (see `_joined`), encode only.
-    full_fps, full_lengths = _joined(enc, order, b, max(n // 4, 8))
-    enc_inputs = zip(
-      np.concatenate([fps, full_fps]),
-      np.concatenate([lengths, full_lengths]),
-      strict=True,
-    )
+    # Plus inputs of exactly b tokens (see `_joined`).
+    fps, lengths = _joined(enc, order, b, max(n // 4, 8))
+    fps = np.concatenate([enc.fingerprints[idx, :b].view(np.int32), fps])
+    lengths = np.concatenate([enc.lengths[idx], lengths])
     samples += [
-      (
-        signature_name("encode", b),
-        {"fingerprints": f[None], "length": k[None]},
-      )
-      for f, k in enc_inputs
+      (encode_name(b), {"fingerprints": f[None], "length": k[None]})
+      for f, k in zip(fps, lengths, strict=True)
     ]
-    samples += _step_samples(
-      model.signatures(b),
-      step,
-      encoded,
-      lengths,
-      targets,
-      enc.target_lengths[idx],
-      signature_name("decode_step", b),
-    )
+  idx = order[:n]
+  fps, lengths = enc.fingerprints[idx].view(np.int32), enc.lengths[idx]
+  encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
+  samples += _step_samples(
+    model.signatures(),
+    step,
+    encoded,
+    lengths,
+    enc.targets[idx],
+    enc.target_lengths[idx],
+  )
   return samples
 
 
@@ -175,7 +179,7 @@ def _joined(enc, order, t: int, count: int):
   return fps, np.full((count,), t, np.int32)
 
 
-def _step_samples(specs, step, encoded, lengths, targets, tlens, name):
+def _step_samples(specs, step, encoded, lengths, targets, tlens):
   """Every teacher-forced decode step of a batch, one sample per row."""
   prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
   shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
@@ -193,36 +197,35 @@ def _step_samples(specs, step, encoded, lengths, targets, tlens, name):
       length=lengths,
     )
     for j in np.flatnonzero(t < tlens):
-      samples.append((name, {k: v[j : j + 1] for k, v in named.items()}))
+      sample = {k: v[j : j + 1] for k, v in named.items()}
+      samples.append(("decode_step", sample))
     out = step(named)
     state = {k: np.asarray(out[k]) for k in state}
   return samples
 
 
 def save_saved_model(model_cfg, params, export_dir, buckets) -> list[str]:
-  """jax2tf -> SavedModel with signatures "encode_<t>" and
-  "decode_step_<t>" for each bucket length t; returns their names."""
+  """jax2tf -> SavedModel with the signatures of `file_signatures`;
+  returns their names."""
   import tensorflow as tf
   from jax.experimental import jax2tf
 
   fns = signature_fns(model_cfg, params)
   module = tf.Module()
   signatures = {}
-  for t in buckets:
-    specs = signature_specs(model_cfg, t)
-    for sig, fn in fns.items():
-      spec = [
-        tf.TensorSpec(shape, getattr(tf, dt), name=name)
-        for name, shape, dt in specs[sig]["inputs"]
-      ]
-      f_tf = tf.function(
-        jax2tf.convert(fn, with_gradient=False),
-        input_signature=spec,
-        autograph=False,
-      )
-      name = signature_name(sig, t)
-      setattr(module, name, f_tf)
-      signatures[name] = f_tf.get_concrete_function()
+  sigs = file_signatures(model_cfg.max_source_len, buckets)
+  for name, (kind, t) in sigs.items():
+    spec = [
+      tf.TensorSpec(shape, getattr(tf, dt), name=n)
+      for n, shape, dt in signature_specs(model_cfg, t)[kind]["inputs"]
+    ]
+    f_tf = tf.function(
+      jax2tf.convert(fns[kind], with_gradient=False),
+      input_signature=spec,
+      autograph=False,
+    )
+    setattr(module, name, f_tf)
+    signatures[name] = f_tf.get_concrete_function()
   tf.saved_model.save(module, str(export_dir), signatures=signatures)
   return list(signatures)
 
@@ -298,20 +301,21 @@ def check_builtin_only(ops: dict[str, int]) -> None:
 
 def manifest(model_cfg, ontology, form: str, variant: str, buckets) -> dict:
   """What a device needs beside the .tflite (see README, On-device)."""
+  max_len = model_cfg.max_source_len
   sigs = {}
-  for t in buckets:
-    for sig, io in signature_specs(model_cfg, t).items():
-      sigs[signature_name(sig, t)] = {
-        k: [[n, list(sh), dt] for n, sh, dt in v] for k, v in io.items()
-      }
+  for name, (kind, t) in file_signatures(max_len, buckets).items():
+    io = signature_specs(model_cfg, t)[kind]
+    sigs[name] = {
+      k: [[n, list(sh), dt] for n, sh, dt in v] for k, v in io.items()
+    }
   return {
     "format": FORMAT,
     "projection_format": projection.FORMAT_VERSION,
     "variant": variant,
     "form": form,
     "max_source_len": model_cfg.max_source_len,
-    # Run a parse with signatures "encode_<t>" / "decode_step_<t>" of the
-    # smallest t here >= its token count.
+    # A parse runs "encode_<t>" of the smallest t here >= its token count,
+    # then "decode_step" (at T_max) with the encoder outputs zero-padded.
     "buckets": list(buckets),
     "max_target_len": model_cfg.max_target_len,
     "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
@@ -348,13 +352,10 @@ def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
   return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
-def _check_calibration(samples, buckets) -> None:
-  """Raises unless every signature of the buckets has samples."""
+def _check_calibration(samples, max_len, buckets) -> None:
+  """Raises unless every signature of the file has samples."""
   have = {name for name, _ in samples or ()}
-  want = [
-    signature_name(k, t) for t in buckets for k in ("encode", "decode_step")
-  ]
-  lack = [w for w in want if w not in have]
+  lack = [w for w in file_signatures(max_len, buckets) if w not in have]
   if lack:
     raise ValueError(
       f"variant 'int8' needs calibration samples for signatures {lack}: "
@@ -383,7 +384,7 @@ def export(
   if variant not in VARIANTS:
     raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
   if variant == "int8":
-    _check_calibration(calibration, buckets)
+    _check_calibration(calibration, model_cfg.max_source_len, buckets)
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:

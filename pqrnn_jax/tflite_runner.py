@@ -4,11 +4,11 @@
 
 What an app does, in Python: tokens -> uint32 fingerprints (passed as int32
 with the same bits) at the smallest length bucket that fits -> that
-bucket's `encode_<t>` -> a greedy (or beam) loop over its `decode_step_<t>`,
-masking the scores with decode.py's tree constraints (host_constraints.py:
-the same rules on plain ints, tested equal) -> action ids -> parse string.
-No JAX computation runs here. The contract is in README.md, "On-device
-(TFLite)".
+bucket's `encode_<t>` -> its outputs zero-padded to T_max -> a greedy (or
+beam) loop over `decode_step`, masking the scores with decode.py's tree
+constraints (host_constraints.py: the same rules on plain ints, tested
+equal) -> action ids -> parse string. No JAX computation runs here. The
+contract is in README.md, "On-device (TFLite)".
 """
 
 import json
@@ -70,8 +70,8 @@ class Signature:
 
 
 class TFLiteParser:
-  """Constrained greedy or beam decoding with the `encode_<t>` /
-  `decode_step_<t>` signatures, at the smallest bucket t that fits.
+  """Constrained greedy or beam decoding: `encode_<t>` at the smallest
+  bucket t that fits, then `decode_step` at T_max.
 
   Attributes:
     ontology: targets.Ontology shipped with the model.
@@ -90,19 +90,21 @@ class TFLiteParser:
     self.t_max, self.u_max = m["max_source_len"], m["max_target_len"]
     self.token_features = tuple(m.get("token_features", ()))
     self.form = m["form"]
-    # Files without buckets have one pair, "encode" / "decode_step".
+    # Files without buckets have one "encode" (at T_max).
     self.buckets = list(m.get("buckets") or [self.t_max])
-    self._names = {
-      t: (f"encode_{t}", f"decode_step_{t}")
-      if "buckets" in m
-      else ("encode", "decode_step")
-      for t in self.buckets
+    self._encode_names = {
+      t: f"encode_{t}" if "buckets" in m else "encode" for t in self.buckets
     }
     self._sigs = {}
-    step_sig = m["signatures"][self._names[self.t_max][1]]
-    self._cache_names = [
-      n for n, _, _ in m["signatures"][self._names[self.t_max][0]]["outputs"]
-    ]
+    step_sig = m["signatures"]["decode_step"]
+    enc_sig = m["signatures"][self._encode_names[self.t_max]]
+    self._cache_names = [n for n, _, _ in enc_sig["outputs"]]
+    # Encoder outputs padded to T_max: the step's inputs, zeros past t.
+    self._padded = {
+      n: np.zeros(shape, np.float32)
+      for n, shape, _ in step_sig["inputs"]
+      if n in self._cache_names
+    }
     # Decoder state: what decode_step both takes and gives back (running
     # sums, or an LSTM's c and h), zeros before the first step.
     step_out = {n for n, _, _ in step_sig["outputs"]}
@@ -124,14 +126,12 @@ class TFLiteParser:
     return next((t for t in self.buckets if t >= n), self.t_max)
 
   def signatures(self, t: int) -> tuple[Signature, Signature]:
-    """(encode, decode_step) of bucket t, made on first use."""
+    """(encode of bucket t, decode_step), made on first use."""
+    if "step" not in self._sigs:
+      self._sigs["step"] = Signature(self.interpreter, "decode_step")
     if t not in self._sigs:
-      enc, step = self._names[t]
-      self._sigs[t] = (
-        Signature(self.interpreter, enc),
-        Signature(self.interpreter, step),
-      )
-    return self._sigs[t]
+      self._sigs[t] = Signature(self.interpreter, self._encode_names[t])
+    return self._sigs[t], self._sigs["step"]
 
   def fingerprints(self, tokens, t: int | None = None):
     """int32 [1, t] (or [1, t, 1 + K] with token features) fingerprints
@@ -143,14 +143,17 @@ class TFLiteParser:
     return fps.view(np.int32), length
 
   def _start(self, fps_1xT, length_1):
-    """Runs encode and loads its outputs into decode_step: the step
-    signature, ready for its first step."""
-    enc, step = self.signatures(fps_1xT.shape[1])
+    """Runs encode and loads its outputs, zero-padded to T_max, into
+    decode_step once: the step signature, ready for its first step."""
+    t = fps_1xT.shape[1]
+    enc, step = self.signatures(t)
     enc.set("fingerprints", fps_1xT)
     enc.set("length", length_1)
     enc.invoke()
-    for name in self._cache_names:
-      step.set(name, enc.get(name))
+    for name, buf in self._padded.items():
+      buf[:, :t] = enc.get(name)
+      buf[:, t:] = 0.0
+      step.set(name, buf)
     step.set("length", length_1)
     return step
 

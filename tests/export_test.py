@@ -128,8 +128,9 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
       enc, step = p.signatures(t)
       fp = enc.runner.get_input_details()["fingerprints"]
       assert fp["dtype"] == np.int32 and list(fp["shape"]) == [1, t]
+      # One decode_step, at T_max, whatever the bucket.
       ptr = step.runner.get_output_details()["pointer_scores"]
-      assert list(ptr["shape"]) == [1, t]
+      assert list(ptr["shape"]) == [1, model_cfg.max_source_len]
     side = json.loads(open(r["path"][: -len(".tflite")] + ".json").read())
     # The embedded metadata is the same manifest as the JSON beside it.
     path = r["path"] + ".copy"
@@ -139,6 +140,14 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
   # Int8 weights and activations: no float constant is left.
   assert "FLOAT32" in _constant_types(runs["float"]["path"])
   assert "FLOAT32" not in _constant_types(runs["int8"]["path"])
+
+
+def _pad(encoded, t_max):
+  """Encoder outputs [1, t, ...] zero-padded to [1, t_max, ...]."""
+  pad = lambda x: np.pad(
+    x, [(0, 0), (0, t_max - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
+  )
+  return {k: pad(np.asarray(v)) for k, v in encoded.items()}
 
 
 def _runners(p, t=None):
@@ -167,7 +176,7 @@ def _compare(exported, variant, n_inputs=4, t=None):
     want = {k: np.asarray(v) for k, v in fns["encode"](fps, n).items()}
     got = encode(fingerprints=fps, length=n)
     diffs = {k: np.abs(want[k] - got[k]).max() for k in want}
-    named = dict(want, length=n)
+    named = dict(_pad(want, model_cfg.max_source_len), length=n)
     named.update({k: np.zeros_like(v) for k, v in p._zeros.items()})
     for u in range(4):
       named["step"] = np.array([u], np.int32)
@@ -212,7 +221,7 @@ def test_int8_tflite_within_quantization_steps_of_jax(exported):
   steps = _output_steps(exported[-1]["int8"]["path"])
   for t in (12, exported[0].max_source_len):
     err = _compare(exported, "int8", t=t)
-    enc, step = steps[f"encode_{t}"], steps[f"decode_step_{t}"]
+    enc, step = steps[f"encode_{t}"], steps["decode_step"]
     in_steps = {k: err[k] / {**enc, **step}[k] for k in err}
     # One step per output tensor would hold for a single int8 op; a network
     # of them accumulates rounding: the encoder's outputs stay within a few
