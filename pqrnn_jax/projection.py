@@ -5,10 +5,10 @@ expands fingerprints into F features in {-1, 0, +1} with P(0) = 1/2 and
 P(+1) = P(-1) = 1/4. The expansion uses only uint32 MUL, XOR, logical right
 shift and ADD, the integer ops that convert to TFLite builtins bit-exactly
 (TOOLCHAIN.md 4.3): no `&`, `|`, `<<`, uint32 `-` or `%`, and no logical
-shift on int32, which TFLite turns into an arithmetic one. Bits are read
-as signs (bitcast to int32, then float SIGN/NEG/MAX), never by a shift or
-compare against a constant: the converter stores such a constant broadcast
-to the full [T, W, 32] shape.
+shift on int32, which TFLite turns into an arithmetic one. A feature's two
+bits are read by int32 compares of the bitcast word products, flattened to
+rank 2 first: at higher rank, as for any shift, the converter stores the
+constant operand broadcast to the full [T, W, 16] shape.
 """
 
 import logging
@@ -264,18 +264,23 @@ def _ternary(fps_u32, feature_size: int, xp):
   # 0) still yields non-zero words.
   state = _fmix32(fps_u32, xp)
   words = _fmix32(state[..., None] + offsets, xp)  # [..., W]
-  # Bit s of x without `&` or `<<`: multiplying by 2^(31 - s) (uint32
-  # wraps) makes it the top bit, which is the sign of the same bits read as
-  # int32. MUL and LESS broadcast in TFLite; RIGHT_SHIFT does not, and the
-  # converter would store a shift amount at the full [.., T, W, 32] shape
-  # (160 KB at T = 40, 4x that with 3 token features).
-  top = xp.asarray((2 ** (31 - np.arange(32))).astype(np.uint32))
-  signed = _as_int32(words[..., None] * top, xp).astype(xp.float32)
-  bits = xp.maximum(-xp.sign(signed), 0.0)  # 1.0 where negative, else 0.0
-  bits = bits.reshape(*bits.shape[:-2], num_words * _FEATURES_PER_WORD, 2)
-  # Subtract in float: uint32 `-` has no TFLite builtin. 00, 11 -> 0;
-  # low bit only -> +1; high bit only -> -1.
-  features = bits[..., 0] - bits[..., 1]
+  # Feature k of a word is bit 2k (low) minus bit 2k + 1 (high). Without
+  # `&` or `<<`: multiplying by 2^(30 - 2k) (uint32 wraps) moves them to
+  # bits 30 and 31, and the two top bits of the same 32 bits read as int32
+  # x are 01 (+1) iff x >= 2^30, 10 (-1) iff x < -2^30, else 00 or 11 (0):
+  # two exact int32 compares. 16 products per word, not one per bit. MUL
+  # broadcasts in TFLite, and so do the compares once x is rank 2; at
+  # higher rank (and for RIGHT_SHIFT at any) the converter stores the
+  # constant at the full [.., T, W, 16] shape (100 KB per op at T = 12).
+  top = xp.asarray((2 ** (30 - 2 * np.arange(16))).astype(np.uint32))
+  x = _as_int32(words[..., None] * top, xp)  # [..., W, 16]
+  lead = x.shape[:-2]
+  x = x.reshape(-1, _FEATURES_PER_WORD)
+  plus = x >= xp.asarray(np.full((16,), 2**30, np.int32))
+  minus = x < xp.asarray(np.full((16,), -(2**30), np.int32))
+  # Subtract in float: uint32 `-` has no TFLite builtin.
+  features = plus.astype(xp.float32) - minus.astype(xp.float32)
+  features = features.reshape(*lead, num_words * _FEATURES_PER_WORD)
   return features[..., :feature_size]
 
 
