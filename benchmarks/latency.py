@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from pqrnn_jax import cli, export, input_pipeline, tflite_runner
+from pqrnn_jax import (
+  cli,
+  export,
+  input_pipeline,
+  tflite_runner,
+  tflite_signatures,
+)
 from pqrnn_jax.data import readers
 
 FLAGS = flags.FLAGS
@@ -42,7 +48,7 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list(
   "buckets",
-  [str(b) for b in export.DEFAULT_BUCKETS],
+  [str(b) for b in tflite_signatures.DEFAULT_BUCKETS],
   "Export length buckets below T_max ('' for none: one pair at T_max).",
 )
 

@@ -35,6 +35,7 @@ import numpy as np
 from absl import flags
 
 from pqrnn_jax import (
+  calibration,
   checkpoints,
   cli,
   export,
@@ -169,7 +170,7 @@ def main(argv):
     result[name] = _score(preds, examples, jax_preds["none"])
     print(f"{name}: {time.time() - t0:.0f}s", flush=True)
 
-  samples = export.calibration_from_config(
+  samples = calibration.from_config(
     config, model_cfg, params, ontology, args.calibration
   )
   for variant in ("float", "dynamic", "int8"):

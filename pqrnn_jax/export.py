@@ -42,166 +42,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from pqrnn_jax import calibration as calibration_lib
 from pqrnn_jax import decode as decode_lib
-from pqrnn_jax import model as model_lib
-from pqrnn_jax import models, projection
+from pqrnn_jax import projection
 from pqrnn_jax.targets import EOS_ID, PAD_ID
+from pqrnn_jax.tflite_signatures import (
+  DEFAULT_BUCKETS,
+  bucket_lengths,
+  file_signatures,
+  signature_fns,
+  signature_specs,
+)
 
 VARIANTS = ("int8", "float", "dynamic")
-# Source lengths below T_max that get their own encode/decode_step pair: a
-# parse runs at the smallest that fits, so a short utterance does not pay
-# for T_max (MTOP en: 96 % of test utterances have <= 12 tokens).
-DEFAULT_BUCKETS = (12, 24)
 METADATA_NAME = "pqrnn_manifest"
 FORMAT = "pqrnn_jax.tflite/1"
-
-
-def bucket_lengths(max_len: int, buckets=DEFAULT_BUCKETS) -> list[int]:
-  """Source lengths with their own signatures: the buckets below T_max,
-  sorted, then T_max itself (always there, so any input fits one)."""
-  bad = [b for b in buckets if int(b) < 1]
-  if bad:
-    raise ValueError(f"buckets={tuple(buckets)}: lengths must be >= 1")
-  return sorted({int(b) for b in buckets if int(b) < max_len} | {max_len})
-
-
-def encode_name(t: int) -> str:
-  """Name in the .tflite of the encode signature of bucket length t."""
-  return f"encode_{t}"
-
-
-def file_signatures(max_len: int, buckets) -> dict[str, tuple[str, int]]:
-  """{name in the .tflite: (signature kind, source length)}: one encode
-  per bucket, one decode_step at T_max. A parse pads its encoder outputs
-  to T_max (pads are masked): the step's work barely depends on T (0.043
-  vs 0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB
-  of op and quantization tables in the file."""
-  names = {encode_name(t): ("encode", t) for t in buckets}
-  return dict(names, decode_step=("decode_step", max_len))
-
-
-def signature_specs(model_cfg, t: int | None = None) -> dict:
-  """{signature: {"inputs"|"outputs": [(name, shape, dtype)]}}, batch 1,
-  source length t (default T_max), as the model declares them."""
-  cfg = model_cfg.for_export()
-  return models.make_model(cfg).signatures(t)
-
-
-def state_names(specs) -> list[str]:
-  """Decoder state: what decode_step both takes and gives back (zeros at
-  the first step)."""
-  outs = {n for n, _, _ in specs["decode_step"]["outputs"]}
-  return [n for n, _, _ in specs["decode_step"]["inputs"] if n in outs]
-
-
-def signature_fns(model_cfg, params) -> dict:
-  """Plain JAX functions of the signatures' inputs (positional, in the order
-  of `signature_specs`) -> dict of outputs; parameters are constants. The
-  same functions serve every source length (shapes come from the inputs)."""
-  cfg = model_cfg.for_export()
-  model = models.make_model(cfg)
-  variables = {"params": params}
-  names = [n for n, _, _ in model.signatures()["decode_step"]["inputs"]]
-
-  def encode(fingerprints, length):
-    return model.apply(variables, fingerprints, length, method="export_encode")
-
-  def decode_step(*args):
-    named = dict(zip(names, args, strict=True))
-    return model.apply(variables, named, method="export_decode_step")
-
-  return {"encode": encode, "decode_step": decode_step}
-
-
-def calibration_samples(
-  model_cfg, params, enc, n: int, seed=0, buckets=DEFAULT_BUCKETS
-):
-  """Representative data [(signature, {input: array})] from encoded
-  training examples: per bucket, n encodes of utterances that fit it; n
-  utterances' every teacher-forced decode step."""
-  rng = np.random.default_rng(seed)
-  order = rng.permutation(len(enc.lengths))
-  buckets = bucket_lengths(model_cfg.max_source_len, buckets)
-  cfg = model_cfg.replace(quant="none")
-  model, variables = models.make_model(cfg), {"params": params}
-  encode = jax.jit(
-    lambda f, n: model.apply(variables, f, n, method="export_encode")
-  )
-  step = jax.jit(
-    lambda named: model.apply(variables, named, method="export_decode_step")
-  )
-  samples = []
-  for b in buckets:
-    idx = order[enc.lengths[order] <= b][:n]
-    # Plus inputs of exactly b tokens (see `_joined`).
-    fps, lengths = _joined(enc, order, b, max(n // 4, 8))
-    fps = np.concatenate([enc.fingerprints[idx, :b].view(np.int32), fps])
-    lengths = np.concatenate([enc.lengths[idx], lengths])
-    samples += [
-      (encode_name(b), {"fingerprints": f[None], "length": k[None]})
-      for f, k in zip(fps, lengths, strict=True)
-    ]
-  idx = order[:n]
-  fps, lengths = enc.fingerprints[idx].view(np.int32), enc.lengths[idx]
-  encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
-  samples += _step_samples(
-    model.signatures(),
-    step,
-    encoded,
-    lengths,
-    enc.targets[idx],
-    enc.target_lengths[idx],
-  )
-  return samples
-
-
-def _joined(enc, order, t: int, count: int):
-  """`count` inputs of exactly t tokens, each utterances of `order` joined
-  end to end ([count, t, ...] int32 fingerprints, lengths). Calibration
-  needs them: the pooling's shifted slices reach positions that no real
-  utterance fills (MTOP en has none over 32 tokens), and a slice that is
-  zero over all samples gets a zero int8 scale, which aborts the
-  interpreter."""
-  rows, pos = [], 0
-  for _ in range(count):
-    parts, have = [], 0
-    while have < t:
-      j = order[pos % len(order)]
-      pos += 1
-      parts.append(enc.fingerprints[j, : enc.lengths[j]])
-      have += int(enc.lengths[j])
-    rows.append(np.concatenate(parts)[:t])
-  fps = np.stack(rows).view(np.int32)
-  return fps, np.full((count,), t, np.int32)
-
-
-def _step_samples(specs, step, encoded, lengths, targets, tlens):
-  """Every teacher-forced decode step of a batch, one sample per row."""
-  prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
-  shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
-  state = {
-    k: np.zeros((len(lengths),) + tuple(shapes[k][1:]), np.float32)
-    for k in state_names(specs)
-  }
-  samples = []
-  for t in range(int(tlens.max())):
-    named = dict(
-      encoded,
-      **state,
-      prev_action=prev[:, t],
-      step=np.full((len(lengths),), t, np.int32),
-      length=lengths,
-    )
-    for j in np.flatnonzero(t < tlens):
-      sample = {k: v[j : j + 1] for k, v in named.items()}
-      samples.append(("decode_step", sample))
-    out = step(named)
-    state = {k: np.asarray(out[k]) for k in state}
-  return samples
 
 
 def save_saved_model(model_cfg, params, export_dir, buckets) -> list[str]:
@@ -352,17 +209,6 @@ def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
   return flatbuffer_utils.convert_object_to_bytearray(model)
 
 
-def _check_calibration(samples, max_len, buckets) -> None:
-  """Raises unless every signature of the file has samples."""
-  have = {name for name, _ in samples or ()}
-  lack = [w for w in file_signatures(max_len, buckets) if w not in have]
-  if lack:
-    raise ValueError(
-      f"variant 'int8' needs calibration samples for signatures {lack}: "
-      f"make them with calibration_samples(..., buckets={buckets})"
-    )
-
-
 def export(
   model_cfg,
   params,
@@ -376,15 +222,16 @@ def export(
 ) -> dict:
   """Writes `out` (.tflite) and its .json manifest; returns a summary.
 
-  calibration: the representative data of `calibration_samples` at the
-  same buckets (needed for variant "int8"). buckets: source lengths below
-  T_max with their own signatures (see `bucket_lengths`).
+  calibration: the representative data of
+  `calibration.calibration_samples` at the same buckets (needed for
+  variant "int8"). buckets: source lengths below T_max with their own
+  encode (see `tflite_signatures.bucket_lengths`).
   """
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant not in VARIANTS:
     raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
   if variant == "int8":
-    _check_calibration(calibration, model_cfg.max_source_len, buckets)
+    calibration_lib.check(calibration, model_cfg.max_source_len, buckets)
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
@@ -399,24 +246,6 @@ def export(
   out.write_bytes(embed_metadata(out.read_bytes(), man))
   out.with_suffix(".json").write_text(json.dumps(man, indent=1) + "\n")
   return {"path": str(out), "bytes": out.stat().st_size, "ops": ops}
-
-
-def calibration_from_config(
-  config, model_cfg, params, ontology, n, buckets=DEFAULT_BUCKETS
-):
-  """Representative data from n random training utterances of `config`
-  per bucket."""
-  from pqrnn_jax import input_pipeline
-
-  train = input_pipeline.load_split(config.data, "train")
-  enc = input_pipeline.encode(
-    train,
-    ontology,
-    model_cfg.max_source_len,
-    model_cfg.max_target_len,
-    model_cfg.token_features,
-  )
-  return calibration_samples(model_cfg, params, enc, n, config.seed, buckets)
 
 
 def export_workdir(
@@ -436,7 +265,7 @@ def export_workdir(
   samples = None
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant == "int8":
-    samples = calibration_from_config(
+    samples = calibration_lib.from_config(
       config, model_cfg, params, ontology, calibration, buckets
     )
   return export(

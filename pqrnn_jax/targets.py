@@ -277,7 +277,9 @@ def actions_to_parse(
   """Decodes action ids (up to the first EOS) into a parse string.
 
   PAD ids are skipped; a pointer past the source renders as "<oov>" so that a
-  bad model output stays visible as an invalid or wrong parse.
+  bad model output stays visible as an invalid or wrong parse. A copied
+  token that the tree grammar would read as a bracket is escaped
+  (`as_word`), so a valid action sequence is always a valid tree.
   """
   v, out = len(ontology), []
   for a in actions:
@@ -290,8 +292,16 @@ def actions_to_parse(
       out.append(ontology.symbols[a])
     else:
       p = a - v
-      out.append(tokens[p] if p < len(tokens) else "<oov>")
+      out.append(as_word(tokens[p]) if p < len(tokens) else "<oov>")
   return " ".join(out)
+
+
+def as_word(token: str) -> str:
+  """A source token as a word of a parse string: "]" and a leading "["
+  become Penn Treebank's -RSB- / -LSB- (a word may be neither)."""
+  if token == "]":
+    return "-RSB-"
+  return "-LSB-" + token[1:] if token.startswith("[") else token
 
 
 def normalize(parse: str) -> str:

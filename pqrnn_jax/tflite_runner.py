@@ -20,6 +20,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from pqrnn_jax import host_constraints, projection
 from pqrnn_jax import targets as targets_lib
+from pqrnn_jax.tflite_signatures import encode_name
 
 METADATA_NAME = "pqrnn_manifest"  # Same as export.METADATA_NAME.
 
@@ -93,7 +94,7 @@ class TFLiteParser:
     # Files without buckets have one "encode" (at T_max).
     self.buckets = list(m.get("buckets") or [self.t_max])
     self._encode_names = {
-      t: f"encode_{t}" if "buckets" in m else "encode" for t in self.buckets
+      t: encode_name(t) if "buckets" in m else "encode" for t in self.buckets
     }
     self._sigs = {}
     step_sig = m["signatures"]["decode_step"]

@@ -11,6 +11,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from configs import tiny
 from pqrnn_jax import (
+  calibration,
   export,
   inference,
   input_pipeline,
@@ -18,6 +19,7 @@ from pqrnn_jax import (
   model,
   models,
   tflite_runner,
+  tflite_signatures,
   train_step,
 )
 from pqrnn_jax import targets as targets_lib
@@ -65,7 +67,7 @@ def exported(tmp_path_factory):
     dropout=0.0, zoneout=0.0
   )
   params = _train(model_cfg, enc)
-  samples = export.calibration_samples(model_cfg, params, enc, 48)
+  samples = calibration.calibration_samples(model_cfg, params, enc, 48)
   out = tmp_path_factory.mktemp("export")
   runs = {
     v: export.export(
@@ -161,9 +163,12 @@ def _compare(exported, variant, n_inputs=4, t=None):
   with random (but real-length) fingerprints, at bucket t (T_max)."""
   model_cfg, params, _, enc, runs = exported
   t = t or model_cfg.max_source_len
-  fns = export.signature_fns(model_cfg, params)
+  fns = tflite_signatures.signature_fns(model_cfg, params)
   names = [
-    n for n, _, _ in export.signature_specs(model_cfg)["decode_step"]["inputs"]
+    n
+    for n, _, _ in tflite_signatures.signature_specs(model_cfg)["decode_step"][
+      "inputs"
+    ]
   ]
   p = tflite_runner.TFLiteParser(runs[variant]["path"])
   encode, decode_step = _runners(p, t)
@@ -275,9 +280,12 @@ def _own_state_run(exported, variant, n_inputs=16):
   fed its own decoder state and JAX its own: per step, the file's and JAX's
   scores [V + T] (pointers past the length cut)."""
   model_cfg, params, ontology, _, runs = exported
-  fns = export.signature_fns(model_cfg, params)
+  fns = tflite_signatures.signature_fns(model_cfg, params)
   names = [
-    n for n, _, _ in export.signature_specs(model_cfg)["decode_step"]["inputs"]
+    n
+    for n, _, _ in tflite_signatures.signature_specs(model_cfg)["decode_step"][
+      "inputs"
+    ]
   ]
   p = tflite_runner.TFLiteParser(runs[variant]["path"])
   encode, decode_step = _runners(p)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pqrnn_jax import targets
+from pqrnn_jax import metrics, targets
 from pqrnn_jax.data.example import Example
 
 NESTED = (
@@ -131,3 +131,13 @@ def test_mtop_roundtrip_real_data(lang):
   assert rep["ontology_failures"] == 0 and rep["mismatches"] == 0
   # Slot words that are not source tokens (case differences in translations).
   assert rep["alignment_failures"] / rep["rows"] < 0.03, rep
+
+
+def test_copied_bracket_tokens_are_escaped_into_a_valid_tree():
+  ont = targets.Ontology.build(["[IN:A [SL:B x ] ]"])
+  v = len(ont)
+  acts = [ont.id("[IN:A"), ont.id("[SL:B"), v, v + 1, v + 2]
+  acts += [ont.id("]"), ont.id("]"), targets.EOS_ID]
+  out = targets.actions_to_parse(acts, ["[", "]", "[IN:X"], ont)
+  assert out == "[IN:A [SL:B -LSB- -RSB- -LSB-IN:X ] ]"
+  assert metrics.is_valid_tree(out)

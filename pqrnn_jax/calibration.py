@@ -1,0 +1,132 @@
+"""Representative data for full-int8 conversion: encodes per length
+bucket and teacher-forced decode steps, from training utterances."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pqrnn_jax import model as model_lib
+from pqrnn_jax import models
+from pqrnn_jax.tflite_signatures import (
+  DEFAULT_BUCKETS,
+  bucket_lengths,
+  encode_name,
+  file_signatures,
+  state_names,
+)
+
+
+def calibration_samples(
+  model_cfg, params, enc, n: int, seed=0, buckets=DEFAULT_BUCKETS
+):
+  """Representative data [(signature, {input: array})] from encoded
+  training examples: per bucket, n encodes of utterances that fit it; n
+  utterances' every teacher-forced decode step."""
+  rng = np.random.default_rng(seed)
+  order = rng.permutation(len(enc.lengths))
+  buckets = bucket_lengths(model_cfg.max_source_len, buckets)
+  cfg = model_cfg.replace(quant="none")
+  model, variables = models.make_model(cfg), {"params": params}
+  encode = jax.jit(
+    lambda f, n: model.apply(variables, f, n, method="export_encode")
+  )
+  step = jax.jit(
+    lambda named: model.apply(variables, named, method="export_decode_step")
+  )
+  samples = []
+  for b in buckets:
+    idx = order[enc.lengths[order] <= b][:n]
+    # Plus inputs of exactly b tokens (see `_joined`).
+    fps, lengths = _joined(enc, order, b, max(n // 4, 8))
+    fps = np.concatenate([enc.fingerprints[idx, :b].view(np.int32), fps])
+    lengths = np.concatenate([enc.lengths[idx], lengths])
+    samples += [
+      (encode_name(b), {"fingerprints": f[None], "length": k[None]})
+      for f, k in zip(fps, lengths, strict=True)
+    ]
+  idx = order[:n]
+  fps, lengths = enc.fingerprints[idx].view(np.int32), enc.lengths[idx]
+  encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
+  samples += _step_samples(
+    model.signatures(),
+    step,
+    encoded,
+    lengths,
+    enc.targets[idx],
+    enc.target_lengths[idx],
+  )
+  return samples
+
+
+def _joined(enc, order, t: int, count: int):
+  """`count` inputs of exactly t tokens, each utterances of `order` joined
+  end to end ([count, t, ...] int32 fingerprints, lengths). Calibration
+  needs them: the pooling's shifted slices reach positions that no real
+  utterance fills (MTOP en has none over 32 tokens), and a slice that is
+  zero over all samples gets a zero int8 scale, which aborts the
+  interpreter."""
+  rows, pos = [], 0
+  for _ in range(count):
+    parts, have = [], 0
+    while have < t:
+      j = order[pos % len(order)]
+      pos += 1
+      parts.append(enc.fingerprints[j, : enc.lengths[j]])
+      have += int(enc.lengths[j])
+    rows.append(np.concatenate(parts)[:t])
+  fps = np.stack(rows).view(np.int32)
+  return fps, np.full((count,), t, np.int32)
+
+
+def _step_samples(specs, step, encoded, lengths, targets, tlens):
+  """Every teacher-forced decode step of a batch, one sample per row."""
+  prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
+  shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
+  state = {
+    k: np.zeros((len(lengths),) + tuple(shapes[k][1:]), np.float32)
+    for k in state_names(specs)
+  }
+  samples = []
+  for t in range(int(tlens.max())):
+    named = dict(
+      encoded,
+      **state,
+      prev_action=prev[:, t],
+      step=np.full((len(lengths),), t, np.int32),
+      length=lengths,
+    )
+    for j in np.flatnonzero(t < tlens):
+      sample = {k: v[j : j + 1] for k, v in named.items()}
+      samples.append(("decode_step", sample))
+    out = step(named)
+    state = {k: np.asarray(out[k]) for k in state}
+  return samples
+
+
+def check(samples, max_len, buckets) -> None:
+  """Raises unless every signature of the file has samples."""
+  have = {name for name, _ in samples or ()}
+  lack = [w for w in file_signatures(max_len, buckets) if w not in have]
+  if lack:
+    raise ValueError(
+      f"variant 'int8' needs calibration samples for signatures {lack}: "
+      f"make them with calibration_samples(..., buckets={buckets})"
+    )
+
+
+def from_config(
+  config, model_cfg, params, ontology, n, buckets=DEFAULT_BUCKETS
+):
+  """Representative data from n random training utterances of `config`
+  per bucket."""
+  from pqrnn_jax import input_pipeline
+
+  train = input_pipeline.load_split(config.data, "train")
+  enc = input_pipeline.encode(
+    train,
+    ontology,
+    model_cfg.max_source_len,
+    model_cfg.max_target_len,
+    model_cfg.token_features,
+  )
+  return calibration_samples(model_cfg, params, enc, n, config.seed, buckets)

@@ -1,0 +1,71 @@
+"""What an exported .tflite holds: its signatures, names and shapes.
+
+One `encode_<t>` per length bucket t and one `decode_step` at T_max
+(`file_signatures`); the shapes are the model's own `signatures(t)`, the
+functions its `export_encode` / `export_decode_step`, which take T from
+their inputs.
+"""
+
+from pqrnn_jax import models
+
+# Source lengths below T_max that get their own encode: a parse runs at the
+# smallest that fits, so a short utterance does not pay for T_max (MTOP en
+# test: 92 % of utterances have <= 12 tokens, 99.9 % <= 24).
+DEFAULT_BUCKETS = (12, 24)
+
+
+def bucket_lengths(max_len: int, buckets=DEFAULT_BUCKETS) -> list[int]:
+  """Source lengths with their own signatures: the buckets below T_max,
+  sorted, then T_max itself (always there, so any input fits one)."""
+  bad = [b for b in buckets if int(b) < 1]
+  if bad:
+    raise ValueError(f"buckets={tuple(buckets)}: lengths must be >= 1")
+  return sorted({int(b) for b in buckets if int(b) < max_len} | {max_len})
+
+
+def encode_name(t: int) -> str:
+  """Name in the .tflite of the encode signature of bucket length t."""
+  return f"encode_{t}"
+
+
+def file_signatures(max_len: int, buckets) -> dict[str, tuple[str, int]]:
+  """{name in the .tflite: (signature kind, source length)}: one encode
+  per bucket, one decode_step at T_max. A parse pads its encoder outputs
+  to T_max (pads are masked): the step's work barely depends on T (0.043
+  vs 0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB
+  of op and quantization tables in the file."""
+  names = {encode_name(t): ("encode", t) for t in buckets}
+  return dict(names, decode_step=("decode_step", max_len))
+
+
+def signature_specs(model_cfg, t: int | None = None) -> dict:
+  """{signature: {"inputs"|"outputs": [(name, shape, dtype)]}}, batch 1,
+  source length t (default T_max), as the model declares them."""
+  cfg = model_cfg.for_export()
+  return models.make_model(cfg).signatures(t)
+
+
+def state_names(specs) -> list[str]:
+  """Decoder state: what decode_step both takes and gives back (zeros at
+  the first step)."""
+  outs = {n for n, _, _ in specs["decode_step"]["outputs"]}
+  return [n for n, _, _ in specs["decode_step"]["inputs"] if n in outs]
+
+
+def signature_fns(model_cfg, params) -> dict:
+  """Plain JAX functions of the signatures' inputs (positional, in the order
+  of `signature_specs`) -> dict of outputs; parameters are constants. The
+  same functions serve every source length (shapes come from the inputs)."""
+  cfg = model_cfg.for_export()
+  model = models.make_model(cfg)
+  variables = {"params": params}
+  names = [n for n, _, _ in model.signatures()["decode_step"]["inputs"]]
+
+  def encode(fingerprints, length):
+    return model.apply(variables, fingerprints, length, method="export_encode")
+
+  def decode_step(*args):
+    named = dict(zip(names, args, strict=True))
+    return model.apply(variables, named, method="export_decode_step")
+
+  return {"encode": encode, "decode_step": decode_step}
