@@ -2,8 +2,10 @@
 
   python benchmarks/mtop_targets.py --out benchmarks/results/mtop_targets.json
 
-For each file: rows, exact round trips, rows whose slot words are not source
-tokens (alignment failures), and the ontology size (intents, slots) of each
+For each file: rows, exact round trips, rows that round-trip only up to the
+casing of copied words (aligned case-insensitively: the exact-match
+ceiling of copying), rows whose slot words are not source tokens in any
+casing (alignment failures), and the ontology size (intents, slots) of each
 language built from all its staged files. Data: $MTOP_DIR or
 ../shared/data/mtop.
 """
@@ -54,16 +56,23 @@ def main(argv):
     if parses:
       ontologies[lang] = targets.Ontology.build(parses)
   rows = []
-  print(f"{'file':45s} {'rows':>6s} {'exact':>6s} {'unaligned':>9s} {'%':>6s}")
+  print(
+    f"{'file':45s} {'rows':>6s} {'exact':>6s} {'case':>5s} {'%':>5s} "
+    f"{'unaligned':>9s} {'%':>5s}"
+  )
   for lang, f, exs in loaded:
     rep = targets.roundtrip_report(exs, ontologies[lang])
     rel = str(f.relative_to(root))
     share = 100 * rep["alignment_failures"] / rep["rows"]
+    case = 100 * rep["case_only"] / rep["rows"]
     rep.pop("failed_ids")  # MTOP ids are dataset content: not saved.
-    rows.append(dict(rep, file=rel, language=lang, unaligned_pct=share))
+    rows.append(
+      dict(rep, file=rel, language=lang, unaligned_pct=share, case_pct=case)
+    )
     print(
       f"{rel:45s} {rep['rows']:6d} {rep['exact']:6d} "
-      f"{rep['alignment_failures']:9d} {share:6.2f}"
+      f"{rep['case_only']:5d} {case:5.2f} "
+      f"{rep['alignment_failures']:9d} {share:5.2f}"
     )
   sizes = {
     lang: {"intents": o.num_intents, "slots": o.num_slots, "symbols": len(o)}

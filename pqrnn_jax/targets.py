@@ -222,7 +222,18 @@ def find_run(run, tokens, start):
 
 def _align_run(run: list[str], tokens: Sequence[str], last: int) -> list[int]:
   """Positions for a run of consecutive words, preferring a contiguous span
-  after the previous pointer (slots follow utterance order in MTOP)."""
+  after the previous pointer (slots follow utterance order in MTOP). Exact
+  matches first; failing those, case-insensitive ones: in de/es/fr MTOP
+  1.5-3.3 % of slot texts are cased unlike the utterance ("Whatsapp" for
+  "whatsapp"), and a pointer copies the utterance's token as written."""
+  try:
+    return _align_words(run, tokens, last)
+  except AlignmentError:
+    fold = lambda words: [w.casefold() for w in words]
+    return _align_words(fold(run), fold(tokens), last)
+
+
+def _align_words(run, tokens, last: int) -> list[int]:
   for start in (last + 1, 0):
     p = find_run(run, tokens, start)
     if p >= 0:
@@ -312,7 +323,9 @@ def normalize(parse: str) -> str:
 def roundtrip_report(examples, ontology: Ontology) -> dict:
   """Encodes and decodes every example; counts what does not survive.
 
-  Returns a dict with rows, exact (round trip equal), alignment_failures,
+  Returns a dict with rows, exact (round trip equal), case_only (equal
+  but for the casing of copied words: what a copying model can never get
+  right, aligned case-insensitively), alignment_failures,
   ontology_failures, mismatches and a few failed ids per kind.
   """
   counts = collections.Counter()
@@ -326,12 +339,18 @@ def roundtrip_report(examples, ontology: Ontology) -> dict:
     except OntologyError:
       kind = "ontology_failures"
     else:
-      back = actions_to_parse(acts, ex.tokens, ontology)
-      kind = "exact" if back == normalize(ex.parse) else "mismatches"
+      back, gold = (
+        actions_to_parse(acts, ex.tokens, ontology),
+        normalize(ex.parse),
+      )
+      kind = "exact" if back == gold else "mismatches"
+      if kind != "exact" and back.casefold() == gold.casefold():
+        kind = "case_only"
     counts[kind] += 1
     if kind != "exact" and len(failed[kind]) < 5:
       failed[kind].append(ex.id)
-  keys = ("rows", "exact", "alignment_failures", "ontology_failures")
+  keys = ("rows", "exact", "case_only", "alignment_failures")
+  keys += ("ontology_failures",)
   report = {k: counts[k] for k in keys + ("mismatches",)}
   report["failed_ids"] = dict(failed)
   return report

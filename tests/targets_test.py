@@ -84,8 +84,21 @@ def test_unknown_label_and_unaligned_word():
   ont = targets.Ontology.build(["[IN:A [SL:B x ] ]"])
   with pytest.raises(targets.OntologyError, match="IN:Z"):
     targets.parse_to_actions("[IN:Z ]", ["x"], ont)
-  with pytest.raises(targets.AlignmentError, match="'X'"):
-    targets.parse_to_actions("[IN:A [SL:B X ] ]", ["x"], ont)
+  with pytest.raises(targets.AlignmentError, match="'y'"):
+    targets.parse_to_actions("[IN:A [SL:B y ] ]", ["x"], ont)
+
+
+def test_slot_words_cased_unlike_the_utterance_align_case_insensitively():
+  ont = targets.Ontology.build(["[IN:A [SL:B x ] ]"])
+  tokens = ["open", "whatsapp", "Whatsapp"]
+  acts = targets.parse_to_actions("[IN:A [SL:B WhatsApp ] ]", tokens, ont)
+  # No exact match: the first case-insensitive one, copied as written.
+  assert targets.actions_to_parse(acts, tokens, ont) == (
+    "[IN:A [SL:B whatsapp ] ]"
+  )
+  # An exact match wins over an earlier case-insensitive one.
+  acts = targets.parse_to_actions("[IN:A [SL:B Whatsapp ] ]", tokens, ont)
+  assert acts[2] == len(ont) + 2
 
 
 def test_actions_to_parse_stops_at_eos_and_marks_bad_pointer():
@@ -129,8 +142,10 @@ def test_mtop_roundtrip_real_data(lang):
   ont = targets.Ontology.build(e.parse for e in exs)
   rep = targets.roundtrip_report(exs, ont)
   assert rep["ontology_failures"] == 0 and rep["mismatches"] == 0
-  # Slot words that are not source tokens (case differences in translations).
-  assert rep["alignment_failures"] / rep["rows"] < 0.03, rep
+  # Slot words that are not source tokens, in any casing (German compound
+  # parts, mostly), and rows that align only case-insensitively.
+  assert rep["alignment_failures"] / rep["rows"] < 0.01, rep
+  assert rep["case_only"] / rep["rows"] < 0.03, rep
 
 
 def test_copied_bracket_tokens_are_escaped_into_a_valid_tree():
