@@ -26,9 +26,15 @@ def get_config():
   d.synthetic_sizes = (6000, 500, 500)  # train, eval, test examples.
   d.synthetic_seed = 0  # Seed of the generated dataset.
   d.data_dir = ""  # Base of relative file paths; "" = $MTOP_DIR or shared.
-  d.train_file = ""  # Any format readers.read_examples accepts.
+  d.train_file = ""  # Any format readers.read_examples accepts, as a spec
+  # [LOCALE=]PATH[[A%:B%]] (a slice by ID hash; pqrnn_jax/data/mixture.py).
   d.eval_file = ""
   d.test_file = ""
+  d.train_files = ()  # Several specs (then *_file is unused); metrics are
+  d.eval_files = ()  # reported per locale and as their unweighted average.
+  d.test_files = ()
+  d.train_weights = ()  # Sampling weight per train file; () = by size:
+  d.mixture_temperature = 1.0  # p ~ rows ** (1 / T); 1 = as they are.
   d.tfds_language = "en"  # tfds: the MTOP builder config (language).
   d.tfds_dir = ""  # tfds: where prepared data goes; "" = TFDS default.
   d.skip_bad_rows = False  # Skip (and count) malformed rows, else raise.
@@ -49,7 +55,7 @@ def get_config():
   m.qrnn_layers = 2
   m.qrnn_kernel = 3
   m.zoneout = 0.25  # Layer l: zoneout ** (l + 1), training only.
-  m.pooling = "scan"  # "scan", "associative" or "unrolled".
+  m.pooling = "scan"  # "scan", "associative", "unrolled" or "doubling".
   m.decoder_layers = 2
   m.heads = 4
   m.ffn = 512

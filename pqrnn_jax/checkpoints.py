@@ -21,6 +21,8 @@ from pqrnn_jax import models, projection
 from pqrnn_jax import targets as targets_lib
 
 BEST_METRIC = "exact_match"
+# With several eval locales, best/ ranks by their unweighted average.
+AVERAGE_METRIC = "locale_average_exact_match"
 
 
 def manager(path: Path, keep: int) -> ocp.CheckpointManager:
@@ -30,9 +32,10 @@ def manager(path: Path, keep: int) -> ocp.CheckpointManager:
 
 
 def _rank(metrics: dict):
-  """Sort key of best/: exact match, and on a tie the earlier step (the
-  first checkpoint to reach a score keeps best/, as "save when better")."""
-  return (metrics[BEST_METRIC], -metrics["step"])
+  """Sort key of best/: exact match (the locales' average if there are
+  several), and on a tie the earlier step (the first checkpoint to reach a
+  score keeps best/, as "save when better")."""
+  return (metrics.get(AVERAGE_METRIC, metrics[BEST_METRIC]), -metrics["step"])
 
 
 def best_manager(path: Path) -> ocp.CheckpointManager:

@@ -27,10 +27,34 @@ def score(preds, examples) -> dict:
     )
     for loc, idx in sorted(by_locale.items())
   }
-  return {
+  out = {
     "metrics": metrics_lib.compute_all(preds, golds),
     "per_locale": per_locale,
   }
+  if len(per_locale) > 1:
+    out["locale_average"] = locale_average(per_locale)
+  return out
+
+
+def locale_average(per_locale: dict) -> dict:
+  """Unweighted mean over locales of each float metric (MTOP's average)."""
+  first = next(iter(per_locale.values()))
+  keys = [k for k, v in first.items() if isinstance(v, float)]
+  n = len(per_locale)
+  return {k: sum(m[k] for m in per_locale.values()) / n for k in keys}
+
+
+def flat_locale_metrics(result: dict) -> dict:
+  """Scalars to log beside the overall metrics: exact match per locale,
+  and (with several) their average, as `locale_average_exact_match`."""
+  out = {
+    f"exact_match_{loc}": m["exact_match"]
+    for loc, m in result["per_locale"].items()
+  }
+  if "locale_average" in result:
+    avg = result["locale_average"]["exact_match"]
+    out["locale_average_exact_match"] = avg
+  return out if len(result["per_locale"]) > 1 else {}
 
 
 def evaluate_examples(parser, examples, **kw) -> dict:
@@ -50,7 +74,10 @@ def report(split: str, result: dict) -> str:
       for k, v in m.items()
     )
   ]
-  for loc, lm in result["per_locale"].items():
+  rows = dict(result["per_locale"])
+  if "locale_average" in result:
+    rows[f"average of {len(rows)}"] = result["locale_average"]
+  for loc, lm in rows.items():
     lines.append(
       f"  {loc}: exact_match={lm['exact_match']:.4f} "
       f"intent={lm['intent_accuracy']:.4f} slot_f1={lm['slot_f1']:.4f}"
@@ -91,7 +118,9 @@ def main(argv):
     f"eval_{name}_beam{f.beam}{'' if f.constrained else '_unconstrained'}.json"
   )
   out.write_text(
-    json.dumps({k: result[k] for k in ("metrics", "per_locale")}, indent=1)
+    json.dumps(
+      {k: v for k, v in result.items() if k != "predictions"}, indent=1
+    )
   )
   print(f"wrote {out}")
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from pqrnn_jax import projection
 from pqrnn_jax import targets as targets_lib
-from pqrnn_jax.data import readers, synthetic
+from pqrnn_jax.data import mixture, readers, synthetic
 
 MTOP_DIR_ENV = "MTOP_DIR"
 
@@ -43,8 +43,11 @@ def load_split(data_cfg, split: str):
   """Examples of one split ("train", "eval" or "test") as configured.
 
   data_cfg.source is "synthetic" (generated, sizes from the config),
-  "files" (data_cfg.<split>_file, a path readers.read_examples accepts;
-  relative paths are taken under data_cfg.data_dir or $MTOP_DIR) or "tfds"
+  "files" (data_cfg.<split>_files, or the one data_cfg.<split>_file: specs
+  of data/mixture.py, paths readers.read_examples accepts with an optional
+  locale and ID slice; relative paths are taken under data_cfg.data_dir or
+  $MTOP_DIR; several train files are mixed by data_cfg.train_weights or
+  data_cfg.mixture_temperature) or "tfds"
   (the MTOP builder of data/mtop_tfds.py, language data_cfg.tfds_language,
   with data_dir or $MTOP_DIR as its manual_dir).
   """
@@ -65,16 +68,30 @@ def load_split(data_cfg, split: str):
       f"config.data.source={data_cfg.source!r}: use 'synthetic', 'files' "
       "or 'tfds'"
     )
-  name = data_cfg[f"{split}_file"]
+  specs = tuple(data_cfg.get(f"{split}_files") or ())
+  specs = specs or (data_cfg[f"{split}_file"],)
+  groups = [_read_source(data_cfg, split, spec) for spec in specs]
+  if split == "train" and len(groups) > 1:
+    return mixture.mix(
+      groups, tuple(data_cfg.train_weights), data_cfg.mixture_temperature
+    )
+  return [e for g in groups for e in g]
+
+
+def _read_source(data_cfg, split: str, spec: str):
+  """Examples of one file spec (data/mixture.py: locale, ID slice)."""
+  source = mixture.parse_spec(spec)
   base = _base_dir(data_cfg)
-  path = Path(name) if Path(name).is_absolute() else base / name
+  path = Path(source.path)
+  path = path if path.is_absolute() else base / path
   if not path.exists():
     raise FileNotFoundError(
       f"{split} data not found: {path}. Put MTOP under {base} (see "
       f"../shared/data/mtop/README.md for the layout), set ${MTOP_DIR_ENV}, "
       f"or set --config.data.data_dir / --config.data.{split}_file."
     )
-  return readers.read_examples(path, skip_bad=data_cfg.skip_bad_rows)
+  examples = readers.read_examples(path, skip_bad=data_cfg.skip_bad_rows)
+  return mixture.select(examples, source)
 
 
 @dataclasses.dataclass

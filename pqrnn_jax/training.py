@@ -233,7 +233,8 @@ def periodic_eval(
       form=config.data.form,
       batch_size=config.eval_batch_size,
     )
-    return evaluate.evaluate_examples(parser, examples)["metrics"]
+    result = evaluate.evaluate_examples(parser, examples)
+    return dict(result["metrics"], **evaluate.flat_locale_metrics(result))
 
   t0 = time.time()
   metrics = score(state.averaged().params)
@@ -248,12 +249,14 @@ def periodic_eval(
   if best == int(state.step):  # A human-readable copy of best/'s metrics.
     (workdir / "best" / "best.json").write_text(json.dumps(ranked, indent=1))
   raw = metrics.get("raw_exact_match")
+  avg = metrics.get(checkpoints.AVERAGE_METRIC)
   logging.info(
-    "eval at step %d: exact match %.4f%s, intent %.4f, slot F1 %.4f (%d "
+    "eval at step %d: exact match %.4f%s%s, intent %.4f, slot F1 %.4f (%d "
     "examples, %.1f s)%s",
     int(state.step),
     metrics["exact_match"],
     "" if raw is None else f" (raw parameters {raw:.4f})",
+    "" if avg is None else f", locale average {avg:.4f}",
     metrics["intent_accuracy"],
     metrics["slot_f1"],
     len(examples),
