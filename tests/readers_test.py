@@ -318,3 +318,27 @@ def test_top_release_layout(tmp_path):
   bad = write(tmp_path, "bad.tsv", "a\t\t[IN:X ]\n")
   with pytest.raises(DataError, match="column 2"):
     readers.read_examples(bad)
+
+
+def test_xsemplr_json_gives_one_example_per_language(tmp_path):
+  row = {
+    "id": "42",
+    "question": {"en": "call mom", "de": "ruf Mama an"},
+    "mr": {
+      "slot_intent": {
+        "en": "[IN:CREATE_CALL [SL:CONTACT mom ] ]",
+        "de": "[IN:CREATE_CALL [SL:CONTACT Mama ] ]",
+      }
+    },
+  }
+  path = tmp_path / "test.json"
+  path.write_text(json.dumps([row]))
+  exs = readers.read_examples(path)
+  assert [(e.locale, e.tokens) for e in exs] == [
+    ("en_XX", ("call", "mom")),
+    ("de_XX", ("ruf", "Mama", "an")),
+  ]
+  assert [e.id for e in readers.read_examples(path, locale="de_XX")] == ["42"]
+  path.write_text(json.dumps([{"id": "1"}]))
+  with pytest.raises(readers.DataError, match="test.json:1: not XSemPLR"):
+    readers.read_examples(path)

@@ -25,7 +25,7 @@ from pqrnn_jax import targets
 from pqrnn_jax.data.example import DataError, Example
 from pqrnn_jax.data.tokenizer import tokenize
 
-FORMATS = ("auto", "mtop", "pairs", "table", "top")
+FORMATS = ("auto", "mtop", "pairs", "table", "top", "xsemplr")
 MAX_PROBLEMS = 10  # Kept verbatim in `Examples.problems`; the rest are counted.
 
 # Header name -> field, for `read_table`.
@@ -283,9 +283,41 @@ def read_table(path, *, locale: str = "", skip_bad: bool = False) -> Examples:
   return _read(path, row, skip_bad, first=2)
 
 
-def detect_format(path) -> str:
-  """Guesses "mtop", "table", "top" or "pairs" from a file's first line."""
+def read_xsemplr(path, *, skip_bad: bool = False, locale: str = "") -> Examples:
+  """Reads XSemPLR's MTOP JSON: a list of {"id", "question": {lang: tokens
+  joined by spaces}, "mr": {"slot_intent": {lang: parse}}}; one example per
+  utterance and language, locale "<lang>_XX" (all languages, or only
+  `locale`'s). Tokens are the file's own (split on spaces)."""
   path = _as_path(path)
+  try:
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    items = [
+      (r["id"], lang, q, r["mr"]["slot_intent"][lang])
+      for r in rows
+      for lang, q in r["question"].items()
+      if not locale or locale.startswith(lang)
+    ]
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise DataError(path, 1, f"not XSemPLR MTOP JSON: {e!r}") from None
+  out, problems = [], []
+  for i, (rid, lang, q, parse) in enumerate(items, 1):
+    problem = check_parse(parse)
+    if problem and not skip_bad:
+      raise DataError(path, i, f"{rid}/{lang}: {problem}")
+    if problem:
+      problems.append(f"{rid}/{lang}: {problem}")
+      continue
+    ex = Example(rid, f"{lang}_XX", "", q, tuple(q.split()), parse)
+    out.append(ex)
+  return Examples(out, len(problems), problems[:MAX_PROBLEMS])
+
+
+def detect_format(path) -> str:
+  """Guesses "mtop", "table", "top" or "pairs" from a file's first line
+  ("xsemplr" from a .json name)."""
+  path = _as_path(path)
+  if path.suffix == ".json":
+    return "xsemplr"
   for lineno, text, problem in _lines(path):
     if text is None:
       raise DataError(path, lineno, problem)
@@ -334,5 +366,6 @@ def read_examples(
     "pairs": read_pairs,
     "table": read_table,
     "top": read_top,
+    "xsemplr": read_xsemplr,
   }
   return reader[format](path, skip_bad=skip_bad, **kw)
