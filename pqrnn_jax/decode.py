@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pqrnn_jax import frames as frames_lib
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.targets import EOS_ID, FORMS, PAD_ID
 
@@ -49,6 +50,7 @@ class TreeState(NamedTuple):
   stack: Any  # [B, MAX_DEPTH] int32 node states, root first, NONE above.
   closed: Any  # [B] bool: the root has closed, so only EOS may follow.
   ended: Any  # [B] bool: EOS was emitted; PAD fills the rest.
+  symbols: Any  # [B] int32: "[IN:", "[SL:" and "]" actions so far.
 
 
 def kinds_array(ontology: targets_lib.Ontology) -> np.ndarray:
@@ -63,6 +65,7 @@ def init_state(batch: int, xp=np, max_depth: int = MAX_DEPTH) -> TreeState:
     stack=xp.zeros((batch, max_depth), xp.int32),
     closed=xp.zeros((batch,), bool),
     ended=xp.zeros((batch,), bool),
+    symbols=xp.zeros((batch,), xp.int32),
   )
 
 
@@ -141,23 +144,28 @@ def transition(state, actions_B, kinds_V, vocab_size, xp=np) -> TreeState:
     stack=stack,
     closed=state.closed | (is_close & (depth == 1)),
     ended=state.ended | (actions_B == EOS_ID),
+    symbols=state.symbols + (is_intent | is_slot | is_close).astype(xp.int32),
   )
 
 
-def _setup(model, params, fps_BxT, lengths_B, form, copies=1):
-  """Checks arguments, encodes once, tiles per beam: (vars, memory, mask)."""
+def _setup(model, params, fps_BxT, lengths_B, form, copies=1, frame=None):
+  """Checks arguments, encodes once, tiles per beam: (vars, memory, mask,
+  frame)."""
   _check_form(form)
   if model.config.max_target_len < 3:
     raise ValueError("max_target_len < 3 cannot hold '[IN:X ] EOS'")
   variables = {"params": params}
   memory, mask = model.apply(variables, fps_BxT, lengths_B, method="encode")
+  tile = lambda x: jnp.repeat(jnp.asarray(x), copies, axis=0)
   if copies > 1:
-    memory = jnp.repeat(memory, copies, axis=0)
-    mask = jnp.repeat(mask, copies, axis=0)
-  return variables, memory, mask
+    memory, mask = tile(memory), tile(mask)
+    frame = None if frame is None else jax.tree.map(tile, frame)
+  return variables, memory, mask, frame
 
 
-def _step_log_probs(model, variables, carry, t, kinds, constrained, form):
+def _step_log_probs(
+  model, variables, carry, t, kinds, constrained, form, frame=None
+):
   """Masked log-probs [N, A] of the next action, and the new cache.
 
   Log-probs are normalized over all actions before masking, so a score is
@@ -173,11 +181,27 @@ def _step_log_probs(model, variables, carry, t, kinds, constrained, form):
   if constrained:
     u = model.config.max_target_len
     ok = allowed_mask(state, kinds, mask, t, u, form, jnp)
+    if frame is not None:  # frames.py: the symbols are given.
+      v, t_max = model.config.vocab_size, mask.shape[1]
+      ok = ok & frames_lib.frame_mask(state, frame, t, u, v, t_max, jnp)
   else:
     ok = jnp.broadcast_to(jnp.arange(a) != PAD_ID, scores.shape)
     ok = jnp.where(state.ended[:, None], (jnp.arange(a) == PAD_ID)[None], ok)
   logp_NxA = jnp.where(state.ended[:, None], 0.0, logp_NxA)
   return jnp.where(ok, logp_NxA, -jnp.inf), cache
+
+
+def _step_fn(model, variables, kinds, constrained, form, frame):
+  """(carry, t) -> (masked log-probs, cache): `_step_log_probs` bound."""
+  return functools.partial(
+    _step_log_probs,
+    model,
+    variables,
+    kinds=kinds,
+    constrained=constrained,
+    form=form,
+    frame=frame,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("model", "constrained", "form"))
@@ -187,27 +211,24 @@ def greedy_decode(
   fps_BxT,
   lengths_B,
   kinds_V,
+  frame=None,
   *,
   constrained=True,
   form="decoupled",
 ):
-  """Greedy actions [B, U] int32: up to EOS, then PAD_ID."""
+  """Greedy actions [B, U] int32: up to EOS, then PAD_ID. frame: None, or
+  frames.frame_arrays of one frame per row (constrained decoding only)."""
   b, vocab = fps_BxT.shape[0], model.config.vocab_size
-  variables, memory, mask = _setup(model, params, fps_BxT, lengths_B, form)
+  variables, memory, mask, frame = _setup(
+    model, params, fps_BxT, lengths_B, form, frame=frame
+  )
   cache = model.apply(variables, memory, mask, method="init_cache")
   prev = jnp.full((b,), EOS_ID, jnp.int32)  # BOS is the EOS id.
+  log_probs = _step_fn(model, variables, kinds_V, constrained, form, frame)
 
   def step(carry, t):
     cache, prev, state = carry
-    logp, cache = _step_log_probs(
-      model,
-      variables,
-      (cache, memory, mask, prev, state),
-      t,
-      kinds_V,
-      constrained,
-      form,
-    )
+    logp, cache = log_probs((cache, memory, mask, prev, state), t)
     act = jnp.argmax(logp, axis=-1).astype(jnp.int32)
     state = transition(state, act, kinds_V, vocab, jnp)
     return (cache, act, state), act
@@ -232,6 +253,7 @@ def beam_search(
   fps_BxT,
   lengths_B,
   kinds_V,
+  frame=None,
   *,
   beam_size=4,
   length_penalty=0.6,
@@ -246,27 +268,21 @@ def beam_search(
   only lose score, never push out a finished tree. Under constraints EOS is
   the only action allowed when it is allowed at all, so beam_size=1 is greedy.
   Unconstrained, a row with no finished hypothesis returns its best live one.
+  frame: as greedy_decode's (one frame per row, shared by its beams).
   """
   b, k = fps_BxT.shape[0], beam_size
   vocab, u = model.config.vocab_size, model.config.max_target_len
-  variables, memory, mask = _setup(
-    model, params, fps_BxT, lengths_B, form, copies=k
+  variables, memory, mask, frame = _setup(
+    model, params, fps_BxT, lengths_B, form, copies=k, frame=frame
   )
   carry = _beam_init(
     model.apply(variables, memory, mask, method="init_cache"), b, k, u
   )
+  log_probs = _step_fn(model, variables, kinds_V, constrained, form, frame)
 
   def step(carry, t):
     cache, prev, state, logp_BxK, live_BxKxU, fin_BxK, fin_BxKxU = carry
-    step_NxA, cache = _step_log_probs(
-      model,
-      variables,
-      (cache, memory, mask, prev, state),
-      t,
-      kinds_V,
-      constrained,
-      form,
-    )
+    step_NxA, cache = log_probs((cache, memory, mask, prev, state), t)
     a = step_NxA.shape[-1]
     total_BxKxA = logp_BxK[..., None] + step_NxA.reshape(b, k, a)
     # Live hypotheses all have t + 1 actions: rank them by log-prob alone.

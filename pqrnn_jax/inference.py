@@ -18,6 +18,7 @@ import numpy as np
 
 from pqrnn_jax import checkpoints, models, projection
 from pqrnn_jax import decode as decode_lib
+from pqrnn_jax import frames as frames_lib
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.data import tokenizer
 
@@ -33,13 +34,14 @@ def _decoder(model_cfg, beam_size, length_penalty, constrained, form):
       )
     )
 
-  def fn(params, fps, lengths, kinds):
+  def fn(params, fps, lengths, kinds, frame=None):
     actions, _ = decode_lib.beam_search(
       model,
       params,
       fps,
       lengths,
       kinds,
+      frame,
       beam_size=beam_size,
       length_penalty=length_penalty,
       constrained=constrained,
@@ -93,22 +95,37 @@ class Parser:
     )
 
   def decode_tokens(
-    self, token_lists, *, beam_size=1, length_penalty=0.6, constrained=True
+    self,
+    token_lists,
+    *,
+    beam_size=1,
+    length_penalty=0.6,
+    constrained=True,
+    frames=None,
   ):
-    """Action ids [N, U] int32 (EOS, then PAD), in fixed-shape batches."""
+    """Action ids [N, U] int32 (EOS, then PAD), in fixed-shape batches.
+    frames: one frame string per input (frames.py; "" for none): the
+    parse's symbols are given, only its words are predicted."""
     c = self.model_cfg
     fps, lengths, _ = projection.featurize(
       token_lists, c.max_source_len, c.token_features
     )
     run = _decoder(c, beam_size, length_penalty, constrained, self.form)
+    frame = None
+    if frames is not None:
+      if not constrained:
+        raise ValueError("frames need constrained decoding")
+      frame = frames_lib.frame_arrays(frames, self.ontology, c.max_target_len)
     out = []
     for start in range(0, len(lengths), self.batch_size):
-      f = fps[start : start + self.batch_size]
-      n = lengths[start : start + self.batch_size]
-      real = len(n)
-      f = _pad_rows(f, self.batch_size, 0)
-      n = _pad_rows(n, self.batch_size, 1)  # Length 1 keeps attention defined.
-      out.append(np.asarray(run(self.params, f, n, self._kinds))[:real])
+      rows = slice(start, start + self.batch_size)
+      real = len(lengths[rows])
+      f = _pad_rows(fps[rows], self.batch_size, 0)
+      n = _pad_rows(lengths[rows], self.batch_size, 1)  # Attention defined.
+      fr = None
+      if frame is not None:
+        fr = tuple(_pad_rows(x[rows], self.batch_size, 0) for x in frame)
+      out.append(np.asarray(run(self.params, f, n, self._kinds, fr))[:real])
     return np.concatenate(out)
 
   def parse_tokens(self, token_lists, **kw) -> list[str]:
