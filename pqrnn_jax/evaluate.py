@@ -91,7 +91,9 @@ def _examples(f, parser):
   from pqrnn_jax.data import readers
 
   if f.file:
-    return readers.read_examples(f.file), Path(f.file).stem
+    # Folder and stem: "xsemplr_parallel_test", never a split's "test".
+    path = Path(f.file)
+    return readers.read_examples(path), f"{path.parent.name}_{path.stem}"
   return input_pipeline.load_split(parser.config.data, f.split), f.split
 
 

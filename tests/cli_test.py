@@ -144,6 +144,7 @@ def test_evaluate_any_file_in_top_layout(workdir, tmp_path):
     "--form=full",
   )
   assert r.returncode == 0, r.stderr
-  assert r.stdout.startswith("top_test: exact_match=")
-  got = json.loads((d / "eval_top_test_beam1.json").read_text())
+  name = f"{tmp_path.name}_top_test"  # Folder and stem.
+  assert r.stdout.startswith(f"{name}: exact_match=")
+  got = json.loads((d / f"eval_{name}_beam1.json").read_text())
   assert got["metrics"]["count"] == 2

@@ -7,3 +7,19 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 # Tiny models compile faster than they run: skip most XLA passes.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_parser(tmp_path_factory):
+  """An inference.Parser of the tiny config trained 30 steps: enough for
+  decoding tests that check structure, not accuracy."""
+  from configs import tiny
+  from pqrnn_jax import inference, training
+
+  d = tmp_path_factory.mktemp("tiny_parser")
+  cfg = tiny.get_config()
+  cfg.train.num_steps = 30
+  training.train_and_evaluate(cfg, d)
+  return inference.Parser.from_workdir(d, batch_size=8)

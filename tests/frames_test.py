@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from configs import tiny
-from pqrnn_jax import frames, inference, input_pipeline, metrics, training
+from pqrnn_jax import frames, input_pipeline, metrics
 from pqrnn_jax import targets as targets_lib
 
 
@@ -28,13 +27,9 @@ def test_need_counts_symbols_and_a_word_per_slot_without_nested_intent():
     frames.frame_arrays(["[IN:A [SL:B ] ]"], ont, 4)
 
 
-@pytest.fixture(scope="module")
-def parser(tmp_path_factory):
-  d = tmp_path_factory.mktemp("frames")
-  cfg = tiny.get_config()
-  cfg.train.num_steps = 30
-  training.train_and_evaluate(cfg, d)
-  return inference.Parser.from_workdir(d, batch_size=8)
+@pytest.fixture
+def parser(tiny_parser):
+  return tiny_parser
 
 
 @pytest.mark.parametrize("beam", [1, 3])

@@ -3,18 +3,13 @@ labelled with frame-constrained decoding, read back as training data."""
 
 import pytest
 
-from configs import tiny
-from pqrnn_jax import frames, inference, silver, training
+from pqrnn_jax import frames, silver
 from pqrnn_jax.data import readers, synthetic
 
 
-@pytest.fixture(scope="module")
-def parser(tmp_path_factory):
-  d = tmp_path_factory.mktemp("silver_model")
-  cfg = tiny.get_config()
-  cfg.train.num_steps = 30
-  training.train_and_evaluate(cfg, d)
-  return inference.Parser.from_workdir(d, batch_size=8)
+@pytest.fixture
+def parser(tiny_parser):
+  return tiny_parser
 
 
 def _mtop_root(tmp_path, examples):
