@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import pytest  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_parser(tmp_path_factory):
   """An inference.Parser of the tiny config trained 30 steps: enough for
   decoding tests that check structure, not accuracy."""
