@@ -17,12 +17,13 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
+from pqrnn_jax import metrics as metrics_lib
 from pqrnn_jax import models, projection
 from pqrnn_jax import targets as targets_lib
 
 BEST_METRIC = "exact_match"
 # With several eval locales, best/ ranks by their unweighted average.
-AVERAGE_METRIC = "locale_average_exact_match"
+AVERAGE_METRIC = metrics_lib.LOCALE_AVERAGE_EXACT_MATCH
 
 
 def manager(path: Path, keep: int) -> ocp.CheckpointManager:

@@ -239,9 +239,10 @@ def greedy_decode(
   return actions_UxB.T
 
 
-def _length_penalty(length, alpha):
-  """GNMT penalty ((5 + len) / 6) ** alpha; alpha = 0 gives 1."""
-  return ((5.0 + jnp.float32(length)) / 6.0) ** alpha
+def gnmt_penalty(length, alpha):
+  """GNMT penalty ((5 + len) / 6) ** alpha; alpha = 0 gives 1. Plain
+  arithmetic: traced under jit, a Python float on the host."""
+  return ((5.0 + length) / 6.0) ** alpha
 
 
 @functools.partial(
@@ -301,7 +302,7 @@ def beam_search(
     return carry, None
 
   carry, _ = jax.lax.scan(step, carry, jnp.arange(u))
-  return _best(*carry[3:], _length_penalty(u, length_penalty))
+  return _best(*carry[3:], gnmt_penalty(u, length_penalty))
 
 
 def _beam_init(cache, b: int, k: int, u: int):
@@ -326,7 +327,7 @@ def _join_finished(fin_BxK, fin_BxKxU, live_BxKxU, total_BxKxA, t, alpha):
   EOS at step t (penalized scores); earlier ones win ties."""
   k = fin_BxK.shape[1]
   ended_BxKxU = live_BxKxU.at[:, :, t].set(EOS_ID)
-  pen = _length_penalty(t + 1, alpha)
+  pen = gnmt_penalty(t + 1, alpha)
   pool_Bx2K = jnp.concatenate([fin_BxK, total_BxKxA[..., EOS_ID] / pen], 1)
   fin_BxK, pick_BxK = jax.lax.top_k(pool_Bx2K, k)
   pool_Bx2KxU = jnp.concatenate([fin_BxKxU, ended_BxKxU], axis=1)

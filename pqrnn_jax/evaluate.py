@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pqrnn_jax import metrics as metrics_lib
 
+AVERAGE_METRIC = metrics_lib.LOCALE_AVERAGE_EXACT_MATCH
+
 
 def score(preds, examples) -> dict:
   """Metrics of predictions against examples' gold parses, overall and per
@@ -45,16 +47,16 @@ def locale_average(per_locale: dict) -> dict:
 
 
 def flat_locale_metrics(result: dict) -> dict:
-  """Scalars to log beside the overall metrics: exact match per locale,
-  and (with several) their average, as `locale_average_exact_match`."""
+  """Scalars to log beside the overall metrics, with several locales:
+  exact match per locale and their average (AVERAGE_METRIC)."""
+  if "locale_average" not in result:
+    return {}
   out = {
     f"exact_match_{loc}": m["exact_match"]
     for loc, m in result["per_locale"].items()
   }
-  if "locale_average" in result:
-    avg = result["locale_average"]["exact_match"]
-    out["locale_average_exact_match"] = avg
-  return out if len(result["per_locale"]) > 1 else {}
+  out[AVERAGE_METRIC] = result["locale_average"]["exact_match"]
+  return out
 
 
 def evaluate_examples(parser, examples, **kw) -> dict:

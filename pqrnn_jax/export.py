@@ -263,7 +263,6 @@ def export_workdir(
     workdir, which
   )
   samples = None
-  buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant == "int8":
     samples = calibration_lib.from_config(
       config, model_cfg, params, ontology, calibration, buckets

@@ -15,6 +15,10 @@ normalize = targets.normalize
 parse_tree = targets.parse_tree
 is_valid_tree = targets.is_valid_tree
 
+# With several locales: the unweighted mean of their exact match, logged
+# by evaluation and what best/ ranks by (checkpoints.py).
+LOCALE_AVERAGE_EXACT_MATCH = "locale_average_exact_match"
+
 
 def _parse(s) -> tuple[Node, list[tuple[str, str]]] | None:
   """(root, [(slot label, slot text)]) or None if s is not a valid tree."""

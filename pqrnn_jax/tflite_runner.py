@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import host_constraints, projection
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.tflite_signatures import encode_name
@@ -99,12 +100,12 @@ class TFLiteParser:
     self._sigs = {}
     step_sig = m["signatures"]["decode_step"]
     enc_sig = m["signatures"][self._encode_names[self.t_max]]
-    self._cache_names = [n for n, _, _ in enc_sig["outputs"]]
+    enc_out = {n for n, _, _ in enc_sig["outputs"]}
     # Encoder outputs padded to T_max: the step's inputs, zeros past t.
     self._padded = {
       n: np.zeros(shape, np.float32)
       for n, shape, _ in step_sig["inputs"]
-      if n in self._cache_names
+      if n in enc_out
     }
     # Decoder state: what decode_step both takes and gives back (running
     # sums, or an LSTM's c and h), zeros before the first step.
@@ -121,6 +122,13 @@ class TFLiteParser:
     self._no_pad = self.constraints.rows[-1].copy()  # Unconstrained.
     self._no_pad[targets_lib.PAD_ID] = -np.inf
     self._ids = np.zeros((2,), np.int32)
+
+  def __del__(self):
+    # Each Signature holds the interpreter's C++ wrapper. Drop them first:
+    # then the wrapper dies with the interpreter, before the delegates that
+    # LiteRT's Interpreter.__del__ frees next (a wrapper outliving its
+    # XNNPACK delegate crashes the process when it is freed).
+    self._sigs = {}
 
   def bucket(self, n: int) -> int:
     """The smallest bucket length >= n tokens."""
@@ -245,7 +253,7 @@ class TFLiteParser:
     penalty is largest at U_max). The best's action ids, ending with EOS."""
     step = self._start(fps_1xT, length_1)
     n, eos = int(length_1[0]), targets_lib.EOS_ID
-    pen = lambda length: ((5.0 + length) / 6.0) ** length_penalty
+    pen = lambda length: decode_lib.gnmt_penalty(length, length_penalty)
     live = [(0.0, [], host_constraints.HostState(), dict(self._zeros))]
     done = []  # (score, actions), best first; earlier ones win ties.
     for t in range(self.u_max):

@@ -23,3 +23,14 @@ def tiny_parser(tmp_path_factory):
   cfg.train.num_steps = 30
   training.train_and_evaluate(cfg, d)
   return inference.Parser.from_workdir(d, batch_size=8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_jax_caches():
+  """Drop each module's compiled programs when it ends: one process
+  compiles hundreds of tiny pmapped programs, and past a few hundred the
+  XLA CPU runtime has crashed inside a train step."""
+  yield
+  import jax
+
+  jax.clear_caches()
