@@ -96,11 +96,12 @@ def main(argv):
 
   f = cli.FLAGS
   cli.no_extra_args(argv)
-  if f.lang in ("en", "th"):
+  if f.lang == "en":
+    raise ValueError("--lang=en: en train has gold parses")
+  if f.lang == "th" and not tokenizer.thai_segmentation():
     raise ValueError(
-      f"--lang={f.lang}: en has gold parses; th train text is unsegmented "
-      "and this tokenizer does not split Thai (tokens would not match "
-      "MTOP's)"
+      "--lang=th: Thai train text is unsegmented and needs PyICU to be "
+      "split as MTOP's tokens are: pip install 'pqrnn_jax[thai]'"
     )
   root = Path(f.data_dir) if f.data_dir else input_pipeline.default_mtop_dir()
   parser = inference.Parser.from_workdir(f.workdir, batch_size=64)
@@ -133,7 +134,7 @@ if __name__ == "__main__":
   from pqrnn_jax import cli
 
   flags.DEFINE_string("workdir", None, "Labelling model.", required=True)
-  flags.DEFINE_string("lang", None, "de, es, fr or hi.", required=True)
+  flags.DEFINE_string("lang", None, "de, es, fr, hi or th.", required=True)
   flags.DEFINE_string("out", None, "Silver TSV to write.", required=True)
   flags.DEFINE_string("data_dir", "", "MTOP root; '' = $MTOP_DIR or shared.")
   flags.DEFINE_integer("limit", 0, "First N rows only; 0 = all.")

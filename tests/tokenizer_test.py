@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pqrnn_jax.data import tokenizer
 from pqrnn_jax.data.tokenizer import tokenize
 
 MTOP_DIR = pathlib.Path(
@@ -153,3 +154,59 @@ def test_idempotence_cases_that_used_to_fail():
   assert tokenize("l' appel") == tokenize("l'appel") == ["l'", "appel"]
   assert tokenize("8AM's") == ["8", "AM", "'s"]
   assert tokenize("8 AM 's") == ["8", "AM", "'", "s"]  # MTOP: "Vanessa 's".
+
+
+needs_icu = pytest.mark.skipif(
+  not tokenizer.thai_segmentation(),
+  reason="PyICU is not installed (extra 'thai'); CI installs it",
+)
+
+
+@needs_icu
+def test_thai_is_cut_into_words():
+  assert tokenize("ตั้งนาฬิกาปลุกตอนเจ็ดโมงเช้า") == [
+    "ตั้ง", "นาฬิกา", "ปลุก", "ตอน", "เจ็ด", "โมง", "เช้า"
+  ]  # fmt: skip
+
+
+@needs_icu
+def test_thai_beside_latin_keeps_the_latin_rules():
+  assert tokenize("ส่งข้อความหาBillได้ไหม 5pm") == [
+    "ส่ง", "ข้อความ", "หา", "Bill", "ได้", "ไหม", "5", "pm"
+  ]  # fmt: skip
+
+
+def test_without_icu_a_thai_run_is_one_token_and_warns(monkeypatch):
+  import builtins
+
+  real_import = builtins.__import__
+
+  def no_icu(name, *args, **kwargs):
+    if name == "icu":
+      raise ImportError("no icu")
+    return real_import(name, *args, **kwargs)
+
+  tokenizer._thai_breaker.cache_clear()
+  monkeypatch.setattr(builtins, "__import__", no_icu)
+  try:
+    with pytest.warns(UserWarning, match="pqrnn_jax\\[thai\\]"):
+      assert tokenize("ตั้งนาฬิกา at 7") == ["ตั้งนาฬิกา", "at", "7"]
+  finally:
+    tokenizer._thai_breaker.cache_clear()
+
+
+@needs_icu
+@pytest.mark.parametrize("lang", ["hi", "th"])
+def test_agreement_with_real_hindi_and_thai_data(lang):
+  rows = same = 0
+  for split in ("eval", "test"):
+    path = MTOP_DIR / lang / f"{split}.txt"
+    if not path.exists():
+      pytest.skip(f"no MTOP data at {path}")
+    with path.open(encoding="utf-8") as f:
+      for line in f:
+        fields = line.rstrip("\n").split("\t")
+        rows += 1
+        same += tokenize(fields[3]) == json.loads(fields[7])["tokens"]
+  # Thai: MTOP's tokens come from an older ICU dictionary (95 % here).
+  assert same / rows >= (0.99 if lang == "hi" else 0.9)

@@ -17,12 +17,18 @@ word break iterator) followed by a few splits:
   that MTOP splits ("Recuérdame" -> "Recuérda", "me").
 
 URLs and e-mail addresses (absent from MTOP) are kept as one token each, so a
-pointer decoder can copy them in one step. Thai is written without spaces and
-is not segmented here: use MTOP's own tokens (column 8) for it.
+pointer decoder can copy them in one step. Thai is written without spaces: a
+run of Thai script is cut by ICU's dictionary word break (PyICU, extra
+`thai`), which is how MTOP's Thai tokens were made (95 % of th test rows
+agree whole, docs/RESULTS.md). Without PyICU a Thai run stays one token,
+with one warning.
 """
 
+import functools
+import importlib.util
 import re
 import unicodedata
+import warnings
 
 # Unicode WB MidNumLet / MidNum subsets that occur in practice.
 _JOIN_LETTERS = frozenset("'’‘.\u2024\ufe52\uff07\uff0e")
@@ -61,6 +67,41 @@ _ES_SPLITS = {
   "videomensaje": 5,
   "videomensajes": 5,
 }
+
+
+_THAI = re.compile(r"[\u0e00-\u0e7f]+")
+
+
+def thai_segmentation() -> bool:
+  """Whether Thai runs are cut into words (PyICU is installed)."""
+  return importlib.util.find_spec("icu") is not None
+
+
+@functools.cache
+def _thai_breaker():
+  """ICU's Thai word break iterator, or None (with a warning) without
+  PyICU."""
+  try:
+    import icu
+  except ImportError:
+    warnings.warn(
+      "Thai text is not segmented without PyICU: pip install "
+      "'pqrnn_jax[thai]' (each Thai run stays one token)",
+      stacklevel=4,
+    )
+    return None
+  return icu.BreakIterator.createWordInstance(icu.Locale("th"))
+
+
+def _thai_words(run: str) -> list[str]:
+  """Cuts a run of Thai script into words (ICU dictionary break)."""
+  breaker = _thai_breaker()
+  if breaker is None:
+    return [run]
+  breaker.setText(run)
+  # ICU counts UTF-16 units; Thai is in the BMP, so they are code points.
+  cuts = [0, *breaker]
+  return [run[a:b] for a, b in zip(cuts, cuts[1:]) if a < b]
 
 
 def _kind(ch: str) -> str:
@@ -132,13 +173,31 @@ def tokenize(text: str, *, locale: str = "") -> list[str]:
   for chunk in text.split():
     if _OWN_TOKEN.fullmatch(chunk):
       tokens.append(chunk)
-      continue
-    start = 0
-    for m in _URL_OR_EMAIL.finditer(chunk):
-      for w in _words(chunk[start : m.start()]):
-        tokens.extend(_split_word(w, spanish))
-      tokens.append(m.group())
-      start = m.end()
-    for w in _words(chunk[start:]):
-      tokens.extend(_split_word(w, spanish))
+    else:
+      tokens += _segment_thai(chunk, spanish)
   return tokens
+
+
+def _chunk_tokens(chunk: str, spanish: bool) -> list[str]:
+  """Tokens of a whitespace-free chunk without Thai: URLs and e-mail
+  addresses whole, the rest as words and symbols."""
+  tokens, start = [], 0
+  for m in _URL_OR_EMAIL.finditer(chunk):
+    for w in _words(chunk[start : m.start()]):
+      tokens.extend(_split_word(w, spanish))
+    tokens.append(m.group())
+    start = m.end()
+  for w in _words(chunk[start:]):
+    tokens.extend(_split_word(w, spanish))
+  return tokens
+
+
+def _segment_thai(chunk: str, spanish: bool) -> list[str]:
+  """Tokens of a whitespace-free chunk: Thai runs by ICU, the rest by the
+  rules above."""
+  out, start = [], 0
+  for m in _THAI.finditer(chunk):
+    out += _chunk_tokens(chunk[start : m.start()], spanish)
+    out += _thai_words(m.group())
+    start = m.end()
+  return out + _chunk_tokens(chunk[start:], spanish)
