@@ -1,4 +1,6 @@
-"""LSTM seq2seq baseline on MTOP: `--config configs/lstm_mtop.py:en`.
+"""LSTM seq2seq baseline on MTOP: `--config configs/lstm_mtop.py:<lang>`,
+with USE multilingual v3's pre-trained piece table `:<lang>+use` (frozen)
+or `:<lang>+use_tuned` (fine-tuned); <lang> as in configs/mtop.py.
 
   python train.py --config configs/lstm_mtop.py:en --workdir runs/lstm_en \
     [--config.model.embedding_file=glove.6B.300d.txt]
@@ -23,7 +25,13 @@ import ml_collections
 from configs import mtop
 
 
-def get_config(lang: str = "en"):
+TABLES = ("", "use", "use_tuned")
+
+
+def get_config(arg: str = "en"):
+  lang, _, table = arg.partition("+")
+  if table not in TABLES:
+    raise ValueError(f"{arg!r}: the table after '+' is one of {TABLES[1:]}")
   c = mtop.get_config(lang)
   # Its own model keys (baselines/lstm.py LSTMConfig); lengths as mtop.py.
   m = ml_collections.ConfigDict()
@@ -40,6 +48,12 @@ def get_config(lang: str = "en"):
   m.max_target_len = c.model.max_target_len
   m.dtype = "float32"
   m.quant = "none"  # "int8": AQT on the Dense layers.
+  # The pre-trained table (pretrained.py: 512-d pieces pooled per word)
+  # covers words beyond the train split: every word of the run's files.
+  m.pretrained = "use-m3" if table else ""
+  m.freeze_embeddings = table == "use"
+  if table:
+    m.embed_size, m.word_vocab_size = 512, 60000
   c.model = m
   c.train.learning_rate = 1e-3
   # Measured (docs/RESULTS.md) without mtop.py's substitution and EMA.

@@ -105,6 +105,10 @@ class Encoded:
   dropped: collections.Counter
   # cause -> the first example dropped for it.
   dropped_example: dict = dataclasses.field(default_factory=dict)
+  # The kept examples' tokens, and the tokens of unlabelled utterances a
+  # pre-trained table's vocabulary may cover (words only, never labels).
+  tokens: list = dataclasses.field(default_factory=list, repr=False)
+  unlabelled_tokens: list = dataclasses.field(default_factory=list, repr=False)
 
   def check_drops(self, total: int, max_fraction: float, what: str) -> None:
     """Raises when more than `max_fraction` of `total` rows were dropped,
@@ -166,6 +170,7 @@ def encode(
     np.asarray(tlens, np.int32),
     dropped,
     first,
+    kept,
   )
 
 

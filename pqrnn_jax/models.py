@@ -82,7 +82,9 @@ param_count = model_lib.param_count
 
 def pretrained(config, params):
   """Parameters with any pre-trained part a config names loaded into them
-  (the LSTM's `embedding_file`)."""
+  (the LSTM's `embedding_file` or `pretrained` piece table)."""
   if getattr(config, "embedding_file", ""):
     params, _ = lstm.load_embeddings(params, config)
+  if getattr(config, "pretrained", ""):
+    params = lstm.load_pieces(params, config)
   return params

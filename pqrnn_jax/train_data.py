@@ -44,4 +44,13 @@ def training_data(config, workdir, ontology=None):
   )
   if not config.data.skip_unusable:
     enc.check_drops(len(train), MAX_DROP_FRACTION, "training data")
+  if m.get("pretrained"):
+    # A pre-trained table covers words never seen in training, as a GloVe
+    # file would: its vocabulary takes the eval and test utterances' words
+    # too (their text only; their parses are never read here).
+    enc.unlabelled_tokens = [
+      e.tokens
+      for split in ("eval", "test")
+      for e in input_pipeline.load_split(config.data, split)
+    ]
   return ontology, enc

@@ -8,6 +8,7 @@ scores and best/ keeps when present.
 
 from typing import Any
 
+import jax
 import optax
 from flax import struct
 from flax.training import train_state
@@ -65,8 +66,18 @@ def create_train_state(train_cfg, model_cfg, rng) -> TrainState:
   LSTM's pre-trained word vectors) and optimizer state."""
   params = models.init_params(model_cfg, rng)
   params = models.pretrained(model_cfg, params)
+  tx = make_optimizer(train_cfg)
+  frozen = model_cfg.frozen() if hasattr(model_cfg, "frozen") else ()
+  if frozen:  # No update at all, weight decay included.
+    labels = {
+      k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
+      for k, v in params.items()
+    }
+    tx = optax.multi_transform(
+      {"train": tx, "frozen": optax.set_to_zero()}, labels
+    )
   return TrainState.create(
     params=params,
-    tx=make_optimizer(train_cfg),
+    tx=tx,
     ema_decay=train_cfg.ema_decay,
   )

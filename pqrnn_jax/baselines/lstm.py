@@ -17,6 +17,7 @@ chance of any collision is about W^2 / 2^33, i.e. 5 %, and then it merges
 two rare words, which costs less than the UNKs a min count already makes.
 """
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -28,6 +29,7 @@ import numpy as np
 
 from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import model as model_lib
+from pqrnn_jax import pretrained as pretrained_lib
 from pqrnn_jax import projection
 from pqrnn_jax.pointer_head import PointerHead
 
@@ -47,6 +49,10 @@ class LSTMConfig:
   word_vocab_size: int = 20000  # Most frequent train words kept (+UNK).
   word_min_count: int = 2  # Rarer train words are UNK.
   embedding_file: str = ""  # word2vec/GloVe text vectors to start from.
+  # "use-m3": the word table starts from USE multilingual v3's pieces,
+  # pooled per word (pretrained.py); embed_size must be 512.
+  pretrained: str = ""
+  freeze_embeddings: bool = False  # The word table gets no update.
   dropout: float = 0.3
   max_source_len: int = 48
   max_target_len: int = 64
@@ -56,10 +62,24 @@ class LSTMConfig:
   arch: str = "lstm"  # The model registry key (models.py).
   # Sorted int32 fingerprints of the words, set from the training data.
   words: tuple[int, ...] = dataclasses.field(default=(), repr=False)
+  # With a pre-trained table: the (case-folded) word of each fingerprint.
+  word_strings: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
   def __post_init__(self):
     model_lib.check_common(self)
     object.__setattr__(self, "words", tuple(self.words))
+    object.__setattr__(self, "word_strings", tuple(self.word_strings))
+    if self.pretrained not in ("", "use-m3"):
+      raise ValueError(f"model.pretrained={self.pretrained!r}: '' or 'use-m3'")
+    if self.pretrained and self.embed_size != pretrained_lib.DIM:
+      raise ValueError(
+        f"model.pretrained={self.pretrained!r} needs model.embed_size="
+        f"{pretrained_lib.DIM}, not {self.embed_size}"
+      )
+
+  def frozen(self) -> tuple[str, ...]:
+    """Top-level parameter names that training leaves unchanged."""
+    return ("words",) if self.freeze_embeddings else ()
 
   def replace(self, **kw) -> "LSTMConfig":
     return dataclasses.replace(self, **kw)
@@ -71,9 +91,12 @@ class LSTMConfig:
     """With the word vocabulary of a checkpoint's model meta `saved`, else
     of encoded training data `enc` (kept if already set)."""
     words = self.words or (saved or {}).get("words", ())
-    if not words:
+    strings = self.word_strings or (saved or {}).get("word_strings", ())
+    if not words and self.pretrained:
+      words, strings = vocab_strings(enc.tokens + enc.unlabelled_tokens, self)
+    elif not words:
       words = build_vocab(enc.fingerprints, enc.lengths, self)
-    return self.replace(words=tuple(words))
+    return self.replace(words=tuple(words), word_strings=tuple(strings))
 
 
 def build_vocab(fingerprints_NxT, lengths_N, config: LSTMConfig):
@@ -95,6 +118,20 @@ def build_vocab(fingerprints_NxT, lengths_N, config: LSTMConfig):
   values, counts = values[keep], counts[keep]
   top = np.argsort(-counts, kind="stable")[: config.word_vocab_size]
   return tuple(int(v) for v in np.sort(values[top]))
+
+
+def vocab_strings(token_lists, config: LSTMConfig):
+  """(sorted int32 fingerprints, their case-folded words) of the most
+  frequent words, for a pre-trained table: every word counts (the table
+  knows rare ones too), at most config.word_vocab_size."""
+  counts = collections.Counter(t.casefold() for ts in token_lists for t in ts)
+  top = sorted(counts, key=lambda w: (-counts[w], w))[: config.word_vocab_size]
+  fps = projection.fingerprint(top).view(np.int32) if top else np.zeros(0)
+  by_fp = {}
+  for fp, w in zip(fps.tolist(), top, strict=True):
+    by_fp.setdefault(fp, w)  # A 32-bit collision keeps the commoner word.
+  order = sorted(by_fp)
+  return tuple(order), tuple(by_fp[f] for f in order)
 
 
 def word_ids(fingerprints_BxT, words) -> jnp.ndarray:
@@ -209,7 +246,10 @@ class LSTMSeq2Seq(nn.Module):
       fingerprints_BxT, self.config.token_features, ()
     )
     ids_BxT = word_ids(fingerprints_BxT, self.config.words)
-    x = self.drop(self.word_embed(ids_BxT), deterministic=deterministic)
+    x = self.word_embed(ids_BxT)
+    if self.config.freeze_embeddings:
+      x = jax.lax.stop_gradient(x)
+    x = self.drop(x, deterministic=deterministic)
     memory_BxTxM = self.encoder(x, lengths_B, mask_BxT)
     return memory_BxTxM, mask_BxT
 
@@ -331,6 +371,22 @@ def load_embeddings(params, config: LSTMConfig, path=None):
   table = params["words"]["embedding"]
   table = table.at[np.fromiter(rows, np.int32)].set(np.stack(vecs))
   return dict(params, words=dict(params["words"], embedding=table)), len(rows)
+
+
+def load_pieces(params, config: LSTMConfig, table=None):
+  """The word table's rows 1..W set to each word's pooled pieces
+  (pretrained.PieceTable, or `table`); UNK keeps its initialisation."""
+  table = table or pretrained_lib.PieceTable()
+  vecs = table.token_vectors(config.word_strings)
+  known = int(np.count_nonzero(np.abs(vecs).sum(axis=1)))
+  logging.info(
+    "pre-trained table: %d of %d words have known pieces",
+    known,
+    len(config.word_strings),
+  )
+  emb = params["words"]["embedding"]
+  emb = emb.at[1 : 1 + len(vecs)].set(jnp.asarray(vecs, emb.dtype))
+  return dict(params, words=dict(params["words"], embedding=emb))
 
 
 def summary(config: LSTMConfig, params) -> str:

@@ -26,6 +26,7 @@ with one warning.
 
 import functools
 import importlib.util
+import itertools
 import re
 import unicodedata
 import warnings
@@ -101,7 +102,7 @@ def _thai_words(run: str) -> list[str]:
   breaker.setText(run)
   # ICU counts UTF-16 units; Thai is in the BMP, so they are code points.
   cuts = [0, *breaker]
-  return [run[a:b] for a, b in zip(cuts, cuts[1:]) if a < b]
+  return [run[a:b] for a, b in itertools.pairwise(cuts) if a < b]
 
 
 def _kind(ch: str) -> str:
