@@ -81,10 +81,14 @@ class PieceTable:
     out = q[b, ids // BLOCKS].astype(np.float32)
     return out * scale[b, None] + lo[b, None]
 
+  def encode(self, token: str) -> list[int]:
+    """All SentencePiece ids of one token, unknown pieces included."""
+    return self._sp.encode(token, add_bos=False, add_eos=False)
+
   def pieces(self, token: str) -> list[int]:
     """Piece ids of one token, without the lone word-start marker or
     unknown pieces (may be empty)."""
-    ids = self._sp.encode(token, add_bos=False, add_eos=False)
+    ids = self.encode(token)
     names = self._sp.encode(token, out_type=str, add_bos=False, add_eos=False)
     return [
       i for i, n in zip(ids, names, strict=True) if i != UNK_PIECE and n != "▁"
