@@ -24,7 +24,6 @@ import ml_collections
 
 from configs import mtop
 
-
 TABLES = ("", "use", "use_tuned")
 
 

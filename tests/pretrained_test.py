@@ -119,7 +119,8 @@ def test_frozen_table_gets_no_gradient_and_no_update():
   )
   moved = new.params["encoder"], state.params["encoder"]
   assert not all(
-    np.array_equal(a, b) for a, b in zip(*map(jax.tree.leaves, moved))
+    np.array_equal(a, b)
+    for a, b in zip(*map(jax.tree.leaves, moved), strict=True)
   )
 
 
