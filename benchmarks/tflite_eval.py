@@ -38,6 +38,7 @@ from pqrnn_jax import (
   calibration,
   checkpoints,
   cli,
+  evaluate,
   export,
   inference,
   input_pipeline,
@@ -46,7 +47,6 @@ from pqrnn_jax import (
   tflite_runner,
 )
 from pqrnn_jax import decode as decode_lib
-from pqrnn_jax import metrics as metrics_lib
 from pqrnn_jax import targets as targets_lib
 
 FLAGS = flags.FLAGS
@@ -72,7 +72,13 @@ def _latency(seconds) -> dict:
 
 
 def _score(preds, examples, reference) -> dict:
-  m = metrics_lib.compute_all(preds, [e.parse for e in examples])
+  """Overall metrics; with several locales, per locale and their average
+  too."""
+  scored = evaluate.score(preds, examples)
+  m = scored["metrics"]
+  if "locale_average" in scored:
+    m["per_locale"] = scored["per_locale"]
+    m["locale_average"] = scored["locale_average"]
   m["agreement_with_jax_float"] = float(
     np.mean([a == b for a, b in zip(preds, reference, strict=True)])
   )
@@ -228,6 +234,11 @@ def _print(r):
       f"{lat.get('median_ms', float('nan')):7.2f} "
       f"{lat.get('p90_ms', float('nan')):7.2f}"
     )
+    if "per_locale" in m:
+      ems = " ".join(
+        f"{loc} {x['exact_match']:.4f}" for loc, x in m["per_locale"].items()
+      )
+      print(f"{'':14s} {ems}; average {m['locale_average']['exact_match']:.4f}")
 
 
 if __name__ == "__main__":
