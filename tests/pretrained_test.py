@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from configs import lstm_mtop, tiny
-from pqrnn_jax import pretrained, projection, train_state, train_step, training
+from pqrnn_jax import (
+  pretrained,
+  projection,
+  train_state,
+  train_step,
+  training,
+  word_table,
+)
 from pqrnn_jax.baselines import lstm
 from pqrnn_jax.data import readers
 
@@ -32,19 +39,22 @@ def test_pool_pieces_means_valid_rows_and_zeros_for_none(xp):
 def test_vocabulary_words_match_their_fingerprints():
   tokens = [["Wake", "me"], ["wake", "up"], ["me", "WAKE"]]
   cfg = lstm.LSTMConfig(vocab_size=5, word_vocab_size=2)
-  words, strings = lstm.vocab_strings(tokens, cfg)
+  words, strings = word_table.vocab_strings(tokens, cfg)
   assert sorted(strings) == ["me", "wake"]  # The two commonest, case-folded.
   assert list(words) == sorted(words)
-  ids = lstm.word_ids(projection.fingerprint(["WAKE", "me", "up"]), words)
+  ids = word_table.word_ids(projection.fingerprint(["WAKE", "me", "up"]), words)
   assert [strings[i - 1] for i in np.asarray(ids)[:2]] == ["wake", "me"]
-  assert int(ids[2]) == lstm.UNK_ID
+  assert int(ids[2]) == word_table.UNK_ID
 
 
 class _FixtureTable:
   """Stands in for PieceTable: a word's vector is its length, E times."""
 
+  def __init__(self, dim=8):
+    self.dim = dim
+
   def token_vectors(self, tokens):
-    return np.stack([np.full(8, len(t), np.float32) for t in tokens])
+    return np.stack([np.full(self.dim, len(t), np.float32) for t in tokens])
 
 
 def _tiny_lstm(tmp_path=None, **kw):
@@ -58,7 +68,7 @@ def _tiny_lstm(tmp_path=None, **kw):
     dropout=0.0,
     **kw,
   )
-  words, strings = lstm.vocab_strings([["wake", "me", "up"], ["at"]], cfg)
+  words, strings = word_table.vocab_strings([["wake", "me", "up"], ["at"]], cfg)
   return cfg.replace(words=words, word_strings=strings)
 
 
@@ -70,7 +80,7 @@ def test_load_pieces_fills_each_words_row():
     jnp.ones((1,), jnp.int32),
     jnp.zeros((1, 4), jnp.int32),
   )["params"]
-  new = lstm.load_pieces(params, cfg, _FixtureTable())
+  new = word_table.load_pieces(params, cfg, _FixtureTable())
   emb = np.asarray(new["words"]["embedding"])
   for i, w in enumerate(cfg.word_strings):
     assert np.all(emb[i + 1] == len(w))
@@ -169,3 +179,46 @@ def test_tiny_distillation_from_a_pretrained_embedding_teacher(tmp_path):
   assert 0.0 <= metrics["exact_match"] <= 1.0
   labelled = readers.read_examples(tmp_path / "student" / "teacher_parses.tsv")
   assert len(labelled) == cfg.data.synthetic_sizes[0]
+
+
+def test_pqrnn_with_a_table_trains_only_around_it():
+  from pqrnn_jax import model as model_lib
+
+  cfg = model_lib.ModelConfig(
+    vocab_size=9,
+    projection_size=16,
+    bottleneck=8,
+    qrnn_hidden=4,
+    qrnn_layers=1,
+    decoder_layers=1,
+    heads=2,
+    ffn=8,
+    max_source_len=5,
+    max_target_len=4,
+    dropout=0.0,
+    pretrained="use-m3",
+  )
+  assert cfg.frozen() == ("words",)
+  enc = type("Enc", (), {"tokens": [["wake", "me"]], "unlabelled_tokens": []})
+  cfg = cfg.fit(enc)
+  assert set(cfg.word_strings) == {"me", "wake"}
+  params = _init(cfg)
+  params = word_table.load_pieces(params, cfg, _FixtureTable(pretrained.DIM))
+  fps, lengths = projection.fingerprint_batch([["wake", "me", "up"]], 5)
+  model = model_lib.Seq2Seq(cfg)
+
+  def memory_sum(p):
+    return model.apply({"params": p}, fps, lengths, method="encode")[0].sum()
+
+  g = jax.grad(memory_sum)(params)
+  assert float(jnp.abs(g["words"]["embedding"]).sum()) == 0.0
+  assert float(jnp.abs(g["word_proj"]["kernel"]).sum()) > 0.0
+  # The table changes the memory: "wake" and "me" have rows, "up" is UNK.
+  zero = dict(params, words={"embedding": params["words"]["embedding"] * 0})
+  assert memory_sum(zero) != memory_sum(params)
+
+
+def _init(cfg):
+  from pqrnn_jax import models
+
+  return models.init_params(cfg, jax.random.key(0))

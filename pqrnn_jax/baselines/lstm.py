@@ -6,18 +6,9 @@ hidden per direction (memory width M = 2H), D decoder width
 (config.bottleneck), W words in the vocabulary, V ontology symbols. Scores
 are over V + T actions exactly as in model.Seq2Seq (the same
 pointer_head.PointerHead), so decoding, training, evaluation and export run
-it unchanged.
-
-Word ids come from the fingerprints the pipeline already computes: the
-vocabulary is the sorted int32 view of the fingerprints of the case-folded
-training words (config.words, saved with the checkpoint's model config), and
-the graph maps a fingerprint to 1 + its index there, or to UNK_ID (0).
-Two words sharing a 32-bit fingerprint share a row: for W = 20k words the
-chance of any collision is about W^2 / 2^33, i.e. 5 %, and then it merges
-two rare words, which costs less than the UNKs a min count already makes.
+it unchanged. Word ids come from the fingerprints (word_table.py).
 """
 
-import collections
 import dataclasses
 import functools
 import logging
@@ -30,10 +21,8 @@ import numpy as np
 from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import pretrained as pretrained_lib
-from pqrnn_jax import projection
+from pqrnn_jax import projection, word_table
 from pqrnn_jax.pointer_head import PointerHead
-
-UNK_ID = 0  # Unknown words, and the padding beyond each length.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +58,7 @@ class LSTMConfig:
     model_lib.check_common(self)
     object.__setattr__(self, "words", tuple(self.words))
     object.__setattr__(self, "word_strings", tuple(self.word_strings))
-    if self.pretrained not in ("", "use-m3"):
-      raise ValueError(f"model.pretrained={self.pretrained!r}: '' or 'use-m3'")
+    pretrained_lib.check(self.pretrained)
     if self.pretrained and self.embed_size != pretrained_lib.DIM:
       raise ValueError(
         f"model.pretrained={self.pretrained!r} needs model.embed_size="
@@ -93,77 +81,12 @@ class LSTMConfig:
     words = self.words or (saved or {}).get("words", ())
     strings = self.word_strings or (saved or {}).get("word_strings", ())
     if not words and self.pretrained:
-      words, strings = vocab_strings(enc.tokens + enc.unlabelled_tokens, self)
+      words, strings = word_table.vocab_strings(
+        enc.tokens + enc.unlabelled_tokens, self
+      )
     elif not words:
-      words = build_vocab(enc.fingerprints, enc.lengths, self)
+      words = word_table.build_vocab(enc.fingerprints, enc.lengths, self)
     return self.replace(words=tuple(words), word_strings=tuple(strings))
-
-
-def build_vocab(fingerprints_NxT, lengths_N, config: LSTMConfig):
-  """Sorted int32 fingerprints of the most frequent words: tuple of W ints.
-
-  At most config.word_vocab_size words; words seen fewer than
-  config.word_min_count times are left out, so that UNK is trained on rare
-  words. Ties in frequency keep the smaller fingerprint.
-  """
-  # A word table: only the whole-word hash (column 0 with token_features).
-  fps = projection.select_columns(
-    np.asarray(fingerprints_NxT), config.token_features, ()
-  )
-  real = np.arange(fps.shape[1])[None, :] < np.asarray(lengths_N)[:, None]
-  values, counts = np.unique(
-    fps[real].astype(np.uint32).view(np.int32), return_counts=True
-  )
-  keep = counts >= config.word_min_count
-  values, counts = values[keep], counts[keep]
-  top = np.argsort(-counts, kind="stable")[: config.word_vocab_size]
-  return tuple(int(v) for v in np.sort(values[top]))
-
-
-def vocab_strings(token_lists, config: LSTMConfig):
-  """(sorted int32 fingerprints, their case-folded words) of the most
-  frequent words, for a pre-trained table: every word counts (the table
-  knows rare ones too), at most config.word_vocab_size."""
-  counts = collections.Counter(t.casefold() for ts in token_lists for t in ts)
-  top = sorted(counts, key=lambda w: (-counts[w], w))[: config.word_vocab_size]
-  fps = projection.fingerprint(top).view(np.int32) if top else np.zeros(0)
-  by_fp = {}
-  for fp, w in zip(fps.tolist(), top, strict=True):
-    by_fp.setdefault(fp, w)  # A 32-bit collision keeps the commoner word.
-  order = sorted(by_fp)
-  return tuple(order), tuple(by_fp[f] for f in order)
-
-
-def word_ids(fingerprints_BxT, words) -> jnp.ndarray:
-  """Fingerprints (uint32 or bitcast int32) [B, T] -> word ids int32 [B, T]."""
-  fps = jnp.asarray(fingerprints_BxT)
-  if fps.dtype == jnp.uint32:
-    # int32 throughout: the vocabulary is sorted in int32 order and the
-    # TFLite model receives int32 (uint32 compares are not builtins).
-    fps = jax.lax.bitcast_convert_type(fps, jnp.int32)
-  if not words:
-    return jnp.full(fps.shape, UNK_ID, jnp.int32)
-  vocab_W = jnp.asarray(np.asarray(words, np.int32))
-  idx = jnp.minimum(_rank(vocab_W, fps), len(words) - 1)
-  return jnp.where(vocab_W[idx] == fps, idx + 1, UNK_ID)
-
-
-def _rank(sorted_W, x):
-  """searchsorted (left) by binary lifting: how many entries are < x.
-
-  log2(W) unrolled steps of add, compare, gather and select: no while loop
-  and no int32 division (jnp.searchsorted halves with `//`, which TFLite
-  cannot convert for int32).
-  """
-  w = sorted_W.shape[0]
-  idx = jnp.zeros(x.shape, jnp.int32)
-  step = 1 << (w.bit_length() - 1)  # Largest power of two <= W.
-  while step:
-    cand = idx + step
-    probe = sorted_W[jnp.minimum(cand, w) - 1]
-    idx = jnp.where((cand <= w) & (probe < x), cand, idx)
-    step >>= 1
-  return idx
 
 
 class BiLSTM(nn.Module):
@@ -245,7 +168,7 @@ class LSTMSeq2Seq(nn.Module):
     fingerprints_BxT = projection.select_columns(  # Whole words only.
       fingerprints_BxT, self.config.token_features, ()
     )
-    ids_BxT = word_ids(fingerprints_BxT, self.config.words)
+    ids_BxT = word_table.word_ids(fingerprints_BxT, self.config.words)
     x = self.word_embed(ids_BxT)
     if self.config.freeze_embeddings:
       x = jax.lax.stop_gradient(x)
@@ -371,22 +294,6 @@ def load_embeddings(params, config: LSTMConfig, path=None):
   table = params["words"]["embedding"]
   table = table.at[np.fromiter(rows, np.int32)].set(np.stack(vecs))
   return dict(params, words=dict(params["words"], embedding=table)), len(rows)
-
-
-def load_pieces(params, config: LSTMConfig, table=None):
-  """The word table's rows 1..W set to each word's pooled pieces
-  (pretrained.PieceTable, or `table`); UNK keeps its initialisation."""
-  table = table or pretrained_lib.PieceTable()
-  vecs = table.token_vectors(config.word_strings)
-  known = int(np.count_nonzero(np.abs(vecs).sum(axis=1)))
-  logging.info(
-    "pre-trained table: %d of %d words have known pieces",
-    known,
-    len(config.word_strings),
-  )
-  emb = params["words"]["embedding"]
-  emb = emb.at[1 : 1 + len(vecs)].set(jnp.asarray(vecs, emb.dtype))
-  return dict(params, words=dict(params["words"], embedding=emb))
 
 
 def summary(config: LSTMConfig, params) -> str:
