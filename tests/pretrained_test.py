@@ -57,17 +57,10 @@ class _FixtureTable:
     return np.stack([np.full(self.dim, len(t), np.float32) for t in tokens])
 
 
-def _tiny_lstm(tmp_path=None, **kw):
-  cfg = lstm.LSTMConfig(
-    vocab_size=9,
-    embed_size=8,
-    lstm_hidden=4,
-    bottleneck=8,
-    max_source_len=5,
-    max_target_len=4,
-    dropout=0.0,
-    **kw,
-  )
+def _tiny_lstm(**kw):
+  from tests import lstm_test
+
+  cfg = lstm_test._tiny(max_source_len=5, max_target_len=4, **kw)
   words, strings = word_table.vocab_strings([["wake", "me", "up"], ["at"]], cfg)
   return cfg.replace(words=words, word_strings=strings)
 
@@ -183,21 +176,9 @@ def test_tiny_distillation_from_a_pretrained_embedding_teacher(tmp_path):
 
 def test_pqrnn_with_a_table_trains_only_around_it():
   from pqrnn_jax import model as model_lib
+  from tests import model_test
 
-  cfg = model_lib.ModelConfig(
-    vocab_size=9,
-    projection_size=16,
-    bottleneck=8,
-    qrnn_hidden=4,
-    qrnn_layers=1,
-    decoder_layers=1,
-    heads=2,
-    ffn=8,
-    max_source_len=5,
-    max_target_len=4,
-    dropout=0.0,
-    pretrained="use-m3",
-  )
+  cfg = model_test._tiny(max_source_len=5, pretrained="use-m3")
   assert cfg.frozen() == ("words",)
   enc = type("Enc", (), {"tokens": [["wake", "me"]], "unlabelled_tokens": []})
   cfg = cfg.fit(enc)

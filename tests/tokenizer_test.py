@@ -109,10 +109,12 @@ def test_tokens_are_substrings_in_order():
     pos = text.index(token, pos) + len(token)
 
 
-def test_agreement_with_real_english_data():
+def _agreement(lang: str) -> tuple[int, int]:
+  """(rows, rows whose tokens equal column 8) over a language's eval and
+  test files."""
   rows = same = 0
   for split in ("eval", "test"):
-    path = MTOP_DIR / "en" / f"{split}.txt"
+    path = MTOP_DIR / lang / f"{split}.txt"
     if not path.exists():
       pytest.skip(f"no MTOP data at {path}")
     with path.open(encoding="utf-8") as f:
@@ -120,6 +122,11 @@ def test_agreement_with_real_english_data():
         fields = line.rstrip("\n").split("\t")
         rows += 1
         same += tokenize(fields[3]) == json.loads(fields[7])["tokens"]
+  return rows, same
+
+
+def test_agreement_with_real_english_data():
+  rows, same = _agreement("en")
   assert rows == 2235 + 4386
   assert same / rows >= 0.99
 
@@ -198,15 +205,6 @@ def test_without_icu_a_thai_run_is_one_token_and_warns(monkeypatch):
 @needs_icu
 @pytest.mark.parametrize("lang", ["hi", "th"])
 def test_agreement_with_real_hindi_and_thai_data(lang):
-  rows = same = 0
-  for split in ("eval", "test"):
-    path = MTOP_DIR / lang / f"{split}.txt"
-    if not path.exists():
-      pytest.skip(f"no MTOP data at {path}")
-    with path.open(encoding="utf-8") as f:
-      for line in f:
-        fields = line.rstrip("\n").split("\t")
-        rows += 1
-        same += tokenize(fields[3]) == json.loads(fields[7])["tokens"]
+  rows, same = _agreement(lang)
   # Thai: MTOP's tokens come from an older ICU dictionary (95 % here).
   assert same / rows >= (0.99 if lang == "hi" else 0.9)
