@@ -81,14 +81,7 @@ class ModelConfig:
     """Nothing to learn from the training data (a hashing projection),
     but a pre-trained table's words (from a checkpoint's meta `saved`, else
     from the encoded data `enc`)."""
-    if not self.pretrained or self.words:
-      return self
-    if saved and saved.get("words"):
-      words, strings = saved["words"], saved["word_strings"]
-    else:
-      tokens = enc.tokens + enc.unlabelled_tokens
-      words, strings = word_table.vocab_strings(tokens, self)
-    return self.replace(words=tuple(words), word_strings=tuple(strings))
+    return word_table.fit(self, enc, saved) if self.pretrained else self
 
   def frozen(self) -> tuple[str, ...]:
     """Top-level parameter names that training leaves unchanged."""

@@ -85,6 +85,6 @@ def pretrained(config, params):
   (the LSTM's `embedding_file` or `pretrained` piece table)."""
   if getattr(config, "embedding_file", ""):
     params, _ = lstm.load_embeddings(params, config)
-  if getattr(config, "pretrained", ""):
+  if config.pretrained:
     params = word_table.load_pieces(params, config)
   return params

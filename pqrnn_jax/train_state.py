@@ -67,7 +67,7 @@ def create_train_state(train_cfg, model_cfg, rng) -> TrainState:
   params = models.init_params(model_cfg, rng)
   params = models.pretrained(model_cfg, params)
   tx = make_optimizer(train_cfg)
-  frozen = model_cfg.frozen() if hasattr(model_cfg, "frozen") else ()
+  frozen = model_cfg.frozen()
   if frozen:  # No update at all, weight decay included.
     labels = {
       k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)

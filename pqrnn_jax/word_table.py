@@ -58,6 +58,22 @@ def vocab_strings(token_lists, config):
   return tuple(order), tuple(by_fp[f] for f in order)
 
 
+def fit(config, enc, saved=None):
+  """`config` with its table's words: kept if set, else a checkpoint's
+  model meta `saved`, else from the encoded training data `enc` (every
+  word for a pre-trained table, vocab_strings; the frequent train words
+  otherwise, build_vocab)."""
+  if config.words:
+    return config
+  saved = saved or {}
+  words, strings = saved.get("words", ()), saved.get("word_strings", ())
+  if not words and config.pretrained:
+    words, strings = vocab_strings(enc.tokens + enc.unlabelled_tokens, config)
+  elif not words:
+    words = build_vocab(enc.fingerprints, enc.lengths, config)
+  return config.replace(words=tuple(words), word_strings=tuple(strings))
+
+
 def word_ids(fingerprints_BxT, words) -> jnp.ndarray:
   """Fingerprints (uint32 or bitcast int32) [B, T] -> word ids int32 [B, T]."""
   fps = jnp.asarray(fingerprints_BxT)

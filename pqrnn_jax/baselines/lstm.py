@@ -78,15 +78,7 @@ class LSTMConfig:
   def fit(self, enc, saved=None) -> "LSTMConfig":
     """With the word vocabulary of a checkpoint's model meta `saved`, else
     of encoded training data `enc` (kept if already set)."""
-    words = self.words or (saved or {}).get("words", ())
-    strings = self.word_strings or (saved or {}).get("word_strings", ())
-    if not words and self.pretrained:
-      words, strings = word_table.vocab_strings(
-        enc.tokens + enc.unlabelled_tokens, self
-      )
-    elif not words:
-      words = word_table.build_vocab(enc.fingerprints, enc.lengths, self)
-    return self.replace(words=tuple(words), word_strings=tuple(strings))
+    return word_table.fit(self, enc, saved)
 
 
 class BiLSTM(nn.Module):
