@@ -65,6 +65,10 @@ def get_config():
   m.dtype = "float32"  # "bfloat16" on TPU/GPU; params and loss stay f32.
   m.quant = "none"  # "none" or "int8" (AQT quantization-aware training).
   m.arch = "pqrnn"  # models.REGISTRY key; "lstm": configs/lstm_mtop.py.
+  m.pretrained = ""  # "use-m3": add USE multilingual v3's word vectors
+  # (extra `pretrained`, pqrnn_jax/pretrained.py) to the bottleneck input.
+  m.freeze_embeddings = True  # With `pretrained`: the table gets no update.
+  m.word_vocab_size = 60000  # With `pretrained`: words kept in the table.
 
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 64  # Global batch, divisible by the device count.

@@ -97,11 +97,28 @@ def _flag_error(e: Exception) -> str:
   return lines[0] if lines else type(e).__name__
 
 
+def _unknown_field(e: LookupError | AttributeError, argv) -> str:
+  """`--config.model.nosuch=1`: ml_collections raises a bare KeyError or
+  AttributeError holding "'nosuch'" and maybe a did-you-mean line."""
+  text = e
+  while isinstance(text, BaseException):  # AttributeError(KeyError(str))
+    text = text.args[0] if text.args else ""
+  text = str(text)
+  name, _, hint = text.strip("'").partition("\n")
+  name = name.strip("'")
+  arg = next((a for a in argv[1:] if a.startswith("--config.") and name in a), "")
+  where = arg.partition("=")[0] or "a --config override"
+  return f"{where}: the config has no field {name!r}" + (f" ({hint})" if hint else "")
+
+
 def _parse_flags(argv):
   try:
     return FLAGS(argv)
   except flags.Error as e:
     sys.exit(f"error: {_flag_error(e)} (see --helpfull)")
+  except (KeyError, AttributeError) as e:
+    # Raised by config_flags while it resolves an override's path.
+    sys.exit(f"error: {_unknown_field(e, argv)}")
 
 
 def run(main, errors=()) -> None:

@@ -121,6 +121,16 @@ def test_error_paths_are_one_line(workdir, tmp_path):
     run("train.py", "--config=configs/mtop.py:xx", f"--workdir={tmp_path}"),
     "language 'xx'",
   )
+  _one_error_line(  # A misspelt override: the flag and the hint.
+    run(
+      "train.py",
+      "--config=configs/tiny.py",
+      "--config.model.pretraned=use-m3",
+      f"--workdir={tmp_path}",
+    ),
+    "--config.model.pretraned: the config has no field 'pretraned'",
+    'Did you mean "pretrained"',
+  )
   r = run("-m", "pqrnn_jax.evaluate", f"--workdir={d}", "--split=dev")
   assert r.returncode != 0 and "Traceback" not in r.stderr
   assert "split" in r.stderr  # absl names the flag and its choices.
