@@ -106,9 +106,11 @@ def _unknown_field(e: LookupError | AttributeError, argv) -> str:
   text = str(text)
   name, _, hint = text.strip("'").partition("\n")
   name = name.strip("'")
-  arg = next((a for a in argv[1:] if a.startswith("--config.") and name in a), "")
+  overrides = [a for a in argv[1:] if a.startswith("--config.")]
+  arg = next((a for a in overrides if name in a), "")
   where = arg.partition("=")[0] or "a --config override"
-  return f"{where}: the config has no field {name!r}" + (f" ({hint})" if hint else "")
+  hint = f" ({hint})" if hint else ""
+  return f"{where}: the config has no field {name!r}{hint}"
 
 
 def _parse_flags(argv):
