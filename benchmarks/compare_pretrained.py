@@ -21,9 +21,9 @@ import collections
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from pqrnn_jax import checkpoints, models, pretrained
+from pqrnn_jax import checkpoints, cli, models, pretrained
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("row", [], "NAME=WORKDIR[:TFLITE]")
@@ -57,7 +57,7 @@ def measure(workdir: str, tflite: str = "") -> dict:
 
 
 def main(argv):
-  del argv
+  cli.no_extra_args(argv)
   families = collections.defaultdict(list)
   for spec in FLAGS.row:
     name, _, rest = spec.partition("=")
@@ -91,4 +91,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

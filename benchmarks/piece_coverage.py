@@ -13,9 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from pqrnn_jax import pretrained
+from pqrnn_jax import cli, pretrained
 from pqrnn_jax.data import readers
 
 _DIR = Path(__file__).resolve().parents[1].parent / "shared/data/mtop"
@@ -44,7 +44,7 @@ def coverage(table: pretrained.PieceTable, tokens) -> dict:
 
 
 def main(argv):
-  del argv
+  cli.no_extra_args(argv)
   table = pretrained.PieceTable()
   out = {}
   for lang in FLAGS.langs:
@@ -61,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
