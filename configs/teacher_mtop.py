@@ -9,7 +9,7 @@ About 15.7 M parameters, 5.6x the default (not meant for device).
 Runtime on 2 CPU cores: several hours; on one GPU, minutes. Not measured.
 
 The measured teacher is the default size with the table, one model for six
-languages (docs/RESULTS.md, "Distillation"; 38 min on 2 CPU cores):
+languages (docs/RESULTS.md, "Distillation"; 34 min on 2 CPU cores):
 
   python train.py --config configs/mtop.py:all \
       --config.model.pretrained=use-m3 --workdir runs/mtop_all_use

@@ -103,12 +103,10 @@ def _unknown_field(e: LookupError | AttributeError, argv) -> str:
   text = e
   while isinstance(text, BaseException):  # AttributeError(KeyError(str))
     text = text.args[0] if text.args else ""
-  text = str(text)
-  name, _, hint = text.strip("'").partition("\n")
+  name, _, hint = str(text).partition("\n")
   name = name.strip("'")
-  overrides = [a for a in argv[1:] if a.startswith("--config.")]
-  arg = next((a for a in overrides if name in a), "")
-  where = arg.partition("=")[0] or "a --config override"
+  keys = [a.partition("=")[0] for a in argv[1:] if a.startswith("--config.")]
+  where = next((k for k in keys if name in k.split(".")), "a --config override")
   hint = f" ({hint})" if hint else ""
   return f"{where}: the config has no field {name!r}{hint}"
 
