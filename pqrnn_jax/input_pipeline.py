@@ -189,20 +189,57 @@ def _actions(ex, ontology, max_source_len, max_target_len):
   return acts, None
 
 
-def bucket_shapes(max_source_len, max_target_len, buckets: int):
-  """(T_b, U_b) per bucket: evenly spaced up to the maxima (multiples of 8)."""
+def bucket_shapes(
+  lengths, target_lengths, buckets: int, caps=(None, None), step: int = 4
+):
+  """(T_b, U_b) per bucket, chosen from the data to cut padding.
 
-  def up(x):
-    return max(8, -(-x // 8) * 8)
+  The largest shape holds the longest source and target (rounded up to a
+  multiple of `step`); each further shape, from the grid of multiples of
+  `step`, is the one that most reduces the padded positions (T_b + U_b of
+  the smallest shape an example fits), greedily. A pure function of the
+  lengths, so every process and every resume gets the same shapes.
 
-  shapes = [
-    (
-      min(up(max_source_len * (i + 1) // buckets), max_source_len),
-      min(up(max_target_len * (i + 1) // buckets), max_target_len),
-    )
-    for i in range(buckets)
+  Args:
+    lengths: [N] source lengths.
+    target_lengths: [N] target lengths (EOS included).
+    buckets: how many shapes (one compiled train step each), >= 1.
+    caps: (T_max, U_max) of the encoded arrays: no shape is wider.
+  Returns:
+    sorted [(T_b, U_b)], at most `buckets` of them.
+  """
+  if buckets < 1:
+    raise ValueError(f"train.buckets={buckets}: need at least 1")
+  t_n, u_n = np.asarray(lengths), np.asarray(target_lengths)
+
+  def up(x, cap):
+    x = max(step, -(-int(x) // step) * step)
+    return x if cap is None else min(x, cap)
+
+  top = (up(t_n.max(), caps[0]), up(u_n.max(), caps[1]))
+  grid = [
+    (t, u)
+    for t in range(step, top[0], step)
+    for u in range(step, top[1], step)
   ]
-  return sorted(set(shapes))
+  grid += [(t, top[1]) for t in range(step, top[0], step)]
+  grid += [(top[0], u) for u in range(step, top[1], step)]
+  shapes = [top]
+  cost = np.full(len(t_n), float(sum(top)))  # Padded positions per example.
+  while len(shapes) < buckets:
+    best, best_cost = None, cost
+    for t, u in grid:
+      if (t, u) in shapes:
+        continue
+      fits = (t_n <= t) & (u_n <= u)
+      new = np.where(fits, np.minimum(cost, t + u), cost)
+      if new.sum() < best_cost.sum():
+        best, best_cost = (t, u), new
+    if best is None:  # Every example already sits in its tightest shape.
+      break
+    shapes.append(best)
+    cost = best_cost
+  return sorted(shapes)
 
 
 class Batches:
@@ -225,8 +262,10 @@ class Batches:
       raise ValueError(f"batch {batch_size} % processes {process_count} != 0")
     self.enc, self.batch_size, self.seed = enc, batch_size, seed
     self.pi, self.pc = process_index, process_count
-    t_max, u_max = enc.fingerprints.shape[1], enc.targets.shape[1]
-    self.shapes = bucket_shapes(t_max, u_max, buckets)
+    caps = enc.fingerprints.shape[1], enc.targets.shape[1]
+    self.shapes = bucket_shapes(
+      enc.lengths, enc.target_lengths, buckets, caps
+    )
     # Smallest bucket that holds both the source and the target.
     fits = [
       (enc.lengths <= t) & (enc.target_lengths <= u) for t, u in self.shapes

@@ -222,7 +222,11 @@ def bag(features_BxTxKxF, word_keep_BxT=None):
   dropout: the model must also read unseen words from shape and affixes)."""
   p = features_BxTxKxF
   if word_keep_BxT is not None:
-    p = p.at[..., 0, :].multiply(word_keep_BxT[..., None].astype(p.dtype))
+    # A [.., T, K] scale (keep, 1, .., 1), not a scatter into column 0: XLA
+    # fuses the product into the sum (the scatter cost a full extra pass).
+    keep = word_keep_BxT[..., None].astype(p.dtype)
+    rest = jnp.ones(keep.shape[:-1] + (p.shape[-2] - 1,), p.dtype)
+    p = p * jnp.concatenate([keep, rest], axis=-1)[..., None]
   return p.sum(axis=-2)
 
 
