@@ -226,17 +226,26 @@ def greedy_decode(
   prev = jnp.full((b,), EOS_ID, jnp.int32)  # BOS is the EOS id.
   log_probs = _step_fn(model, variables, kinds_V, constrained, form, frame)
 
-  def step(carry, t):
-    cache, prev, state = carry
+  u = model.config.max_target_len
+
+  # A while loop that stops once every row has emitted EOS: rows that ended
+  # only add PAD (_step_log_probs), so the actions equal a full U-step scan
+  # while a batch of short parses runs only as long as its longest.
+  def running(carry):
+    t, _, _, state, _ = carry
+    return (t < u) & ~jnp.all(state.ended)
+
+  def step(carry):
+    t, cache, prev, state, actions = carry
     logp, cache = log_probs((cache, memory, mask, prev, state), t)
     act = jnp.argmax(logp, axis=-1).astype(jnp.int32)
     state = transition(state, act, kinds_V, vocab, jnp)
-    return (cache, act, state), act
+    actions = jax.lax.dynamic_update_slice(actions, act[:, None], (0, t))
+    return t + 1, cache, act, state, actions
 
-  u = model.config.max_target_len
-  init = (cache, prev, init_state(b, jnp))
-  _, actions_UxB = jax.lax.scan(step, init, jnp.arange(u))
-  return actions_UxB.T
+  actions = jnp.full((b, u), PAD_ID, jnp.int32)
+  init = (jnp.zeros((), jnp.int32), cache, prev, init_state(b, jnp), actions)
+  return jax.lax.while_loop(running, step, init)[-1]
 
 
 def gnmt_penalty(length, alpha):

@@ -60,6 +60,12 @@ def _pad_rows(x, rows: int, fill):
   return np.concatenate([x, pad])
 
 
+def source_width(longest: int, max_len: int, step: int = 8) -> int:
+  """Source positions of a decoding batch: its longest input rounded up to
+  a multiple of `step` (a few compiled shapes), at most the model's T_max."""
+  return min(max_len, max(step, -(-longest // step) * step))
+
+
 class Parser:
   """A trained model with its ontology, parsing token lists or utterances.
 
@@ -116,17 +122,22 @@ class Parser:
       if not constrained:
         raise ValueError("frames need constrained decoding")
       frame = frames_lib.frame_arrays(frames, self.ontology, c.max_target_len)
-    out = []
+    # Rows sorted by length, each batch cut to its own source width: a
+    # batch of short utterances encodes and attends over few positions.
+    order = np.argsort(lengths, kind="stable")
+    out = np.full((len(lengths), c.max_target_len), targets_lib.PAD_ID)
     for start in range(0, len(lengths), self.batch_size):
-      rows = slice(start, start + self.batch_size)
-      real = len(lengths[rows])
-      f = _pad_rows(fps[rows], self.batch_size, 0)
+      rows = order[start : start + self.batch_size]
+      t = source_width(int(lengths[rows].max()), c.max_source_len)
+      f = _pad_rows(fps[rows, :t], self.batch_size, 0)
       n = _pad_rows(lengths[rows], self.batch_size, 1)  # Attention defined.
       fr = None
       if frame is not None:
         fr = tuple(_pad_rows(x[rows], self.batch_size, 0) for x in frame)
-      out.append(np.asarray(run(self.params, f, n, self._kinds, fr))[:real])
-    return np.concatenate(out)
+      out[rows] = np.asarray(run(self.params, f, n, self._kinds, fr))[
+        : len(rows)
+      ]
+    return out.astype(np.int32)
 
   def parse_tokens(self, token_lists, **kw) -> list[str]:
     """Parse strings of token lists (slot words copied from the tokens);

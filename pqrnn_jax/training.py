@@ -220,8 +220,9 @@ def periodic_eval(
   orbax keeps the one of highest exact match.
 
   With a parameter average (train.ema_decay) the average is what is scored
-  and saved to best/ (so every inference CLI uses it); the raw parameters
-  are scored too, as `raw_exact_match`, to show what the average adds.
+  and saved to best/ (so every inference CLI uses it); at the last step the
+  raw parameters are scored too, as `raw_exact_match`, to show what the
+  average adds.
   """
   state = checkpoints.unreplicate(state)  # Device 0's copy is scored.
 
@@ -238,7 +239,10 @@ def periodic_eval(
 
   t0 = time.time()
   metrics = score(state.averaged().params)
-  if state.ema is not None:
+  # The raw parameters only at the end: a second decode of the split at
+  # every eval doubled what evaluation costs the run.
+  last = int(state.step) >= config.train.num_steps
+  if state.ema is not None and last:
     metrics["raw_exact_match"] = score(state.params)["exact_match"]
   metrics["seconds"] = time.time() - t0
   ranked = dict(metrics, step=int(state.step))
