@@ -218,9 +218,7 @@ def bucket_shapes(
 
   top = (up(t_n.max(), caps[0]), up(u_n.max(), caps[1]))
   grid = [
-    (t, u)
-    for t in range(step, top[0], step)
-    for u in range(step, top[1], step)
+    (t, u) for t in range(step, top[0], step) for u in range(step, top[1], step)
   ]
   grid += [(t, top[1]) for t in range(step, top[0], step)]
   grid += [(top[0], u) for u in range(step, top[1], step)]
@@ -263,9 +261,7 @@ class Batches:
     self.enc, self.batch_size, self.seed = enc, batch_size, seed
     self.pi, self.pc = process_index, process_count
     caps = enc.fingerprints.shape[1], enc.targets.shape[1]
-    self.shapes = bucket_shapes(
-      enc.lengths, enc.target_lengths, buckets, caps
-    )
+    self.shapes = bucket_shapes(enc.lengths, enc.target_lengths, buckets, caps)
     # Smallest bucket that holds both the source and the target.
     fits = [
       (enc.lengths <= t) & (enc.target_lengths <= u) for t, u in self.shapes
