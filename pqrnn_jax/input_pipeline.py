@@ -285,6 +285,11 @@ class Batches:
     self._epoch, self._plan = epoch, plan
     return plan
 
+  def shape(self, step: int) -> tuple[int, int]:
+    """(T_b, U_b) of global batch `step`."""
+    epoch, i = divmod(step, self.steps_per_epoch)
+    return self.shapes[self._epoch_plan(epoch)[i][0]]
+
   def __call__(self, step: int) -> dict:
     """This process's share of global batch `step`."""
     epoch, i = divmod(step, self.steps_per_epoch)

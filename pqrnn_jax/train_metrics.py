@@ -44,16 +44,41 @@ def host_sums(sums, step: int) -> dict:
 
 
 class Progress:
-  """One log line per `log_every` steps: loss, accuracy, speed, ETA."""
+  """One log line per `log_every` steps: loss, accuracy, steady steps/s and
+  an ETA of the whole run: the steps left at the steady rate (time spent
+  compiling or evaluating is not counted in it), plus the evaluations left
+  at the last one's cost, plus the step shapes not compiled yet at the
+  mean compile time so far."""
 
-  def __init__(self, step: int, total: int):
+  def __init__(self, step: int, total: int, eval_every: int, shapes: int):
     self.step, self.total, self.t = step, total, time.time()
+    self.eval_every, self.shapes_left = eval_every, shapes
+    self.paused = 0.0  # Seconds since the last line not spent stepping.
+    self.last_eval, self.compiles = 0.0, []
+
+  def evaluated(self, seconds: float) -> None:
+    self.paused += seconds
+    self.last_eval = seconds
+
+  def compiled(self, seconds: float) -> None:
+    """A step that compiled a new shape took `seconds`."""
+    self.paused += seconds
+    self.compiles.append(seconds)
+    self.shapes_left = max(self.shapes_left - 1, 0)
+
+  def eta(self, step: int, rate: float) -> float:
+    evals = self.total // self.eval_every - step // self.eval_every
+    evals += self.total % self.eval_every > 0
+    compile_s = np.mean(self.compiles) if self.compiles else 0.0
+    steps_s = (self.total - step) / rate if rate else 0.0
+    return steps_s + evals * self.last_eval + self.shapes_left * compile_s
 
   def log(self, step: int, scalars: dict) -> None:
     now = time.time()
-    rate = (step - self.step) / max(now - self.t, 1e-9)
-    eta = (self.total - step) / rate if rate else 0.0
-    self.step, self.t = step, now
+    busy = max(now - self.t - self.paused, 1e-9)
+    rate = (step - self.step) / busy
+    eta = self.eta(step, rate)
+    self.step, self.t, self.paused = step, now, 0.0
     logging.info(
       "step %d/%d: loss %.4f, token accuracy %.4f, %.2f steps/s, ETA %s",
       step,

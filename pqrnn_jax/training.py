@@ -153,10 +153,25 @@ def _p_step(config, model, teacher, devices):
     functools.partial(train_step.train_step, loss_fn=loss_fn),
     axis_name="batch",
     donate_argnums=(0,),
-    # Multi-host: pmap spans every process's devices (each feeds its own);
-    # naming the local ones would keep the psums on this host.
-    devices=devices if jax.process_count() == 1 else None,
+    devices=_pmap_devices(devices),
   )
+
+
+def _pmap_devices(devices):
+  # Multi-host: pmap spans every process's devices (each feeds its own);
+  # naming the local ones would keep the psums on this host.
+  return devices if jax.process_count() == 1 else None
+
+
+def replicate(tree, devices):
+  """One copy of `tree` per device, laid out as the pmapped step returns
+  its state: fed flax's replicate() directly, the step compiles its first
+  shape twice (once per input layout), a few seconds each."""
+  tree = flax.jax_utils.replicate(tree, devices)
+  same = jax.pmap(
+    lambda x: x, axis_name="batch", devices=_pmap_devices(devices)
+  )
+  return same(tree)
 
 
 def _writers(config, workdir, model_cfg, state, batches, n_devices):
@@ -317,9 +332,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   p_step = _p_step(config, models.make_model(model_cfg), teacher, devices)
   frozen = None
   if teacher is not None:
-    frozen = flax.jax_utils.replicate(teacher[1], devices)
-  state = flax.jax_utils.replicate(state, devices)
-  step_rng = flax.jax_utils.replicate(step_rng, devices)
+    frozen = replicate(teacher[1], devices)
+  state = replicate(state, devices)
+  step_rng = replicate(step_rng, devices)
   evaluate_now = _evaluator(config, workdir, model_cfg, ontology, meta)
   state, step, last_eval = _loop(
     config,
@@ -329,6 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     state,
     train_metrics.collection(teacher is not None),
     (writer, report, ckpts, meta, evaluate_now),
+    batches.shape,
   )
 
   # Done or stopped: the last state is always on disk.
@@ -348,19 +364,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   return last_eval
 
 
-def _loop(config, run_step, state, metrics_cls, io):
+def _loop(config, run_step, state, metrics_cls, io, shape_of):
   """Steps until num_steps, stop_after or a signal: logs, checkpoints and
-  evaluates on schedule; returns (state, step, last eval metrics)."""
+  evaluates on schedule; returns (state, step, last eval metrics).
+  shape_of(step): the step's batch shape (a new one compiles)."""
   writer, report, ckpts, meta, evaluate_now = io
   step = int(np.asarray(state.step)[0])
   end = config.train.num_steps
   if config.train.stop_after:
     end = min(end, step + config.train.stop_after)
-  pending, acc, last_eval = None, None, {}
-  progress = train_metrics.Progress(step, config.train.num_steps)
+  pending, acc, last_eval, compiled = None, None, {}, set()
+  n_shapes = len({shape_of(i) for i in range(step, end)})
+  progress = train_metrics.Progress(
+    step, config.train.num_steps, config.eval_every, n_shapes
+  )
   with _StopFlag() as stop:
     while step < end and not stop.is_set():
-      state, sums = run_step(state, step)
+      if shape_of(step) in compiled:
+        state, sums = run_step(state, step)
+      else:  # Timed apart, so the ETA's steady rate leaves it out.
+        t0 = time.time()
+        state, sums = jax.block_until_ready(run_step(state, step))
+        progress.compiled(time.time() - t0)
+        compiled.add(shape_of(step))
       step += 1
       # Pull step N-1's metrics only after step N is dispatched.
       if pending is not None:
@@ -379,6 +405,7 @@ def _loop(config, run_step, state, metrics_cls, io):
       if step % config.eval_every == 0 or last:
         with report.timed("eval"):
           last_eval = evaluate_now(state=state)
+        progress.evaluated(last_eval["seconds"])
         writer.write_scalars(
           step, {f"eval/{k}": v for k, v in last_eval.items()}
         )

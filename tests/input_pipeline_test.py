@@ -54,6 +54,15 @@ def test_one_epoch_covers_every_example_once(encoded):
   assert seen == enc.target_lengths.sum()
 
 
+def test_shape_of_a_step_is_its_batch_shape(encoded):
+  _, enc = encoded
+  bt = input_pipeline.Batches(enc, 16, 3, seed=0)
+  for step in [0, 7, bt.steps_per_epoch + 2]:
+    batch = bt(step)
+    shape = batch["fingerprints"].shape[1], batch["targets"].shape[1]
+    assert bt.shape(step) == shape
+
+
 def test_process_shards_partition_the_global_batch(encoded):
   _, enc = encoded
   whole = input_pipeline.Batches(enc, 16, 2, seed=0)(4)
