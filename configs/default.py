@@ -62,7 +62,8 @@ def get_config():
   m.dropout = 0.1
   m.max_source_len = 48  # T_max tokens.
   m.max_target_len = 64  # U_max actions, EOS included.
-  m.dtype = "float32"  # "bfloat16" on TPU/GPU; params and loss stay f32.
+  m.dtype = "auto"  # Compute: "auto" = bfloat16 on GPU/TPU, float32 on
+  # CPU; or "float32" / "bfloat16". Params, optimizer and loss stay f32.
   m.quant = "none"  # "none" or "int8" (AQT quantization-aware training).
   m.arch = "pqrnn"  # models.REGISTRY key; "lstm": configs/lstm_mtop.py.
   m.pretrained = ""  # "use-m3": add USE multilingual v3's word vectors

@@ -47,7 +47,9 @@ class ModelConfig:
   dropout: float = 0.1
   max_source_len: int = 48  # T_max: longer inputs are refused or truncated.
   max_target_len: int = 64  # U_max: actions including EOS.
-  dtype: str = "float32"  # Compute dtype; params, softmax and loss: float32.
+  # Compute dtype ("auto": bfloat16 on GPU/TPU, float32 on CPU; see
+  # compute_dtype); params, softmax and loss: float32.
+  dtype: str = "float32"
   quant: str = "none"  # "none" or "int8" (AQT; see quant.py).
   arch: str = "pqrnn"  # The model registry key (models.py).
   # "use-m3": each word's pooled USE-m3 pieces (pretrained.py) from a word
@@ -90,7 +92,9 @@ class ModelConfig:
   def for_export(self) -> "ModelConfig":
     """The exported graph: float, pooling by recursive doubling (no WHILE
     op, O(log T) ops), no dropout."""
-    return self.replace(pooling="doubling", quant="none", dropout=0.0)
+    return self.replace(
+      pooling="doubling", quant="none", dropout=0.0, dtype="float32"
+    )
 
 
 def check_common(config) -> None:
@@ -98,14 +102,30 @@ def check_common(config) -> None:
   (JSON meta gives a list back; a tuple keeps the config hashable)."""
   if config.quant not in ("none", "int8"):
     raise ValueError(f"quant={config.quant!r}: choose 'none' or 'int8'")
+  if config.dtype not in DTYPES:
+    raise ValueError(f"dtype={config.dtype!r}: choose one of {DTYPES}")
   object.__setattr__(
     config, "token_features", projection.check_features(config.token_features)
   )
 
 
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def compute_dtype(name: str):
+  """The compute dtype a config names. "auto": bfloat16 on GPU and TPU,
+  whose matmul units run it natively, float32 on CPU, where bfloat16 is
+  emulated and slower. Parameters, optimizer, softmax, pooling and loss
+  stay float32 whatever it is."""
+  if name == "auto":
+    on_accelerator = jax.default_backend() in ("gpu", "tpu")
+    return jnp.dtype(jnp.bfloat16 if on_accelerator else jnp.float32)
+  return jnp.dtype(name)
+
+
 def make_dense(config):
   """The Dense constructor every layer uses: float, or AQT int8."""
-  dtype = jnp.dtype(config.dtype)
+  dtype = compute_dtype(config.dtype)
   if config.quant == "int8":
     from pqrnn_jax import quant  # AQT import is slow: only when asked for.
 
@@ -200,7 +220,7 @@ class Seq2Seq(nn.Module):
       c.zoneout,
       c.pooling,
       dense=dense,
-      dtype=jnp.dtype(c.dtype),
+      dtype=compute_dtype(c.dtype),
       name="encoder",
     )
     self.head = PointerHead(c.vocab_size, c.bottleneck, dense, einsum)
@@ -236,7 +256,7 @@ class Seq2Seq(nn.Module):
           self.make_rng("dropout"), 1.0 - c.word_dropout, mask_BxT.shape
         )
       p_BxTxF = projection.bag(p_BxTxF, keep)
-    x = self.bottleneck(p_BxTxF.astype(jnp.dtype(c.dtype)))
+    x = self.bottleneck(p_BxTxF.astype(compute_dtype(c.dtype)))
     if c.pretrained:
       x = x + self._pretrained(fingerprints_BxT)
     x = nn.relu(self.bottleneck_norm(x))
@@ -251,7 +271,7 @@ class Seq2Seq(nn.Module):
     e = self.word_embed(word_table.word_ids(fps, c.words))
     if c.freeze_embeddings:
       e = jax.lax.stop_gradient(e)
-    return self.word_proj(e.astype(jnp.dtype(c.dtype)))
+    return self.word_proj(e.astype(compute_dtype(c.dtype)))
 
   def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
     """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""

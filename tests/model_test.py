@@ -113,8 +113,30 @@ def test_config_errors_are_clear():
 
   with pytest.raises(ValueError, match="pooling"):
     _tiny(pooling="nope")
+  with pytest.raises(ValueError, match="dtype='float8'"):
+    _tiny(dtype="float8")
   with pytest.raises(ValueError, match="unknown model config keys"):
     models.from_config(ml_collections.ConfigDict({"projection_sise": 3}), V)
+
+
+def test_compute_dtype_auto_and_bfloat16_compute_with_float32_params():
+  # "auto" is float32 on the CPU the tests run on, bfloat16 on GPU/TPU.
+  assert model_lib.compute_dtype("auto") == jnp.float32
+  cfg = _tiny(dtype="bfloat16")
+  params = models.init_params(cfg, jax.random.key(0))
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  fps, lengths, inputs = _batch(cfg)
+  f32 = model_lib.Seq2Seq(_tiny()).apply(
+    {"params": params}, fps, lengths, inputs
+  )
+  bf16 = model_lib.Seq2Seq(cfg).apply({"params": params}, fps, lengths, inputs)
+  assert bf16.dtype == jnp.float32  # Scores (and so the loss) in float32.
+  finite = np.isfinite(np.asarray(f32))
+  np.testing.assert_array_equal(finite, np.isfinite(np.asarray(bf16)))
+  np.testing.assert_allclose(
+    np.asarray(bf16)[finite], np.asarray(f32)[finite], atol=0.1
+  )
+  assert cfg.for_export().dtype == "float32"
 
 
 FEATS = ("shape", "suffix3")

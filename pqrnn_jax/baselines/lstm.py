@@ -73,7 +73,7 @@ class LSTMConfig:
     return dataclasses.replace(self, **kw)
 
   def for_export(self) -> "LSTMConfig":
-    return self.replace(unroll=True, quant="none", dropout=0.0)
+    return self.replace(unroll=True, quant="none", dropout=0.0, dtype="float32")
 
   def fit(self, enc, saved=None) -> "LSTMConfig":
     """With the word vocabulary of a checkpoint's model meta `saved`, else
@@ -136,7 +136,7 @@ class LSTMSeq2Seq(nn.Module):
   def setup(self):
     c = self.config
     dense = model_lib.make_dense(c)
-    dtype = jnp.dtype(c.dtype)
+    dtype = model_lib.compute_dtype(c.dtype)
     self.word_embed = nn.Embed(
       len(c.words) + 1, c.embed_size, dtype=dtype, name="words"
     )
