@@ -5,8 +5,10 @@
 
 Left: train loss and token accuracy; right: eval exact match, intent
 accuracy and slot F1, per step. Also writes the curves as JSON beside the
-PNG. With --compare NAME=DIR (repeatable), one more plot, `<out>_compare.png`:
-eval exact match of the workdir and of each other run, on one axis. Runs
+PNG. With --compare NAME=DIR (repeatable; DIR may also be a curves JSON
+this script wrote), one more plot, `<out>_compare.png`: eval exact match
+of the workdir and of each other run against the step, and, for runs with
+event files, against wall minutes. Runs
 with a parameter average (train.ema_decay) also show the raw parameters'
 exact match, dashed.
 """
@@ -39,9 +41,20 @@ flags.DEFINE_multi_string(
 )
 
 
-def read_scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
-  """tag -> [(step, value)] from every events file in `workdir`."""
+def read_scalars(
+  workdir: Path, wall=None
+) -> dict[str, list[tuple[int, float]]]:
+  """tag -> [(step, value)] from every events file in `workdir`, or from a
+  curves JSON this script wrote; `wall` (a dict), when given, gets tag ->
+  [(minutes since the run's first event, value)]."""
+  if workdir.suffix == ".json":
+    return {
+      k: [tuple(x) for x in v]
+      for k, v in json.loads(workdir.read_text()).items()
+    }
   curves = collections.defaultdict(dict)
+  times = collections.defaultdict(dict)
+  start = None
   for f in sorted(workdir.glob("events.out.tfevents*")):
     for e in tf.compat.v1.train.summary_iterator(str(f)):
       for v in e.summary.value:
@@ -53,6 +66,11 @@ def read_scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
         else:
           value = v.simple_value
         curves[v.tag][e.step] = value  # A resumed run overwrites steps.
+        start = e.wall_time if start is None else min(start, e.wall_time)
+        times[v.tag][e.step] = (e.wall_time, value)
+  if wall is not None and start is not None:
+    for tag, d in times.items():
+      wall[tag] = sorted(((t - start) / 60, v) for t, v in d.values())
   return {k: sorted(d.items()) for k, d in curves.items()}
 
 
@@ -92,13 +110,20 @@ def main(argv):
 
 def compare(a, curves):
   """Eval exact match of the main run and the --compare runs, one axis."""
+  walls = {a.label or Path(a.workdir).name: {}}
   runs = {a.label or Path(a.workdir).name: curves}
+  read_scalars(Path(a.workdir), walls[a.label or Path(a.workdir).name])
   for item in a.compare:
     name, sep, wd = item.partition("=")
     if not sep:
       raise ValueError(f"--compare {item!r}: expected NAME=WORKDIR")
-    runs[name] = read_scalars(Path(wd))
-  fig, ax = plt.subplots(figsize=(6, 4))
+    walls[name] = {}
+    runs[name] = read_scalars(Path(wd), walls[name])
+  timed = {k: w for k, w in walls.items() if "eval/exact_match" in w}
+  fig, axes = plt.subplots(
+    1, 2 if timed else 1, figsize=(11 if timed else 6, 4)
+  )
+  ax = axes[0] if timed else axes
   for name, c in runs.items():
     if "eval/exact_match" in c:
       steps, values = zip(*c["eval/exact_match"], strict=True)
@@ -112,6 +137,14 @@ def compare(a, curves):
   ax.set_ylabel("eval exact match")
   ax.grid(alpha=0.3)
   ax.legend(loc="lower right")
+  if timed:  # Runs with event files: the same against wall time.
+    for name, w in timed.items():
+      minutes, values = zip(*w["eval/exact_match"], strict=True)
+      axes[1].plot(minutes, values, marker="o", label=name)
+    axes[1].set_xlabel("wall minutes since the first logged step")
+    axes[1].set_ylabel("eval exact match")
+    axes[1].grid(alpha=0.3)
+    axes[1].legend(loc="lower right")
   fig.tight_layout()
   out = Path(a.out).with_name(Path(a.out).stem + "_compare.png")
   fig.savefig(out, dpi=110)

@@ -1,38 +1,49 @@
-"""Training throughput (examples/s) of the pmapped train step, and where a
-step's time goes.
+"""Training throughput (examples/s) of the pmapped train step, where a
+step's time goes, and the same for an older revision in the same run.
 
   python benchmarks/train_throughput.py --config configs/mtop.py:en \
-    --steps 100 --out benchmarks/results/train_throughput_mtop_en_cpu.json
+    --steps 100 --baseline 7db2e7a \
+    --out benchmarks/results/train_throughput_mtop_en_cpu.json
 
 Runs the real input pipeline and `train_step.train_step` on all local
-devices (override e.g. --set train.batch_size=128, or
---config.train.batch_size=128), compiles every bucket shape first, then
-times `--steps` steps. Real examples only are counted (filler rows of short
-batches are not). Beside examples/s it reports the split of a step into
-host input (making the batch), host-to-device transfer and device compute
-(each timed alone, blocking), XLA's count of the step's FLOPs per real
-example and the fraction of this machine's f32 matmul rate (measured here,
-1024^3) that the timed steps reach, and the padding fill (real / padded
-source tokens and target steps).
+devices (override e.g. --set train.batch_size=128), compiles every bucket
+shape first (the compile time is reported apart), then times `--steps`
+steps fed as the training loop feeds them (host batches, asynchronous
+dispatch). Real examples only are counted (filler rows of short batches are
+not). Beside examples/s it reports:
+  - the split of a step into host input (making the batch), host-to-device
+    transfer (device_put of the same arrays) and the step itself, each
+    timed alone and blocking (median ms);
+  - XLA's count of the step's FLOPs per real example and the fraction of
+    this machine's f32 matmul rate (1024^3, measured here) reached;
+  - the padding fill: real / padded source tokens and target steps.
+
+--baseline REV measures git revision REV (a worktree of this repository,
+its own config file and package) in a child process first, then this
+checkout, and records both and their ratio: before and after on one
+machine in one run.
 """
 
 import functools
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Config files import `configs.default`: the repository root must be on the
-# path before --config is parsed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Config files import `configs.default`: the measured tree's root must be on
+# the path before --config is parsed ($PQRNN_BENCH_ROOT: a baseline's).
+ROOT = Path(os.environ.get("PQRNN_BENCH_ROOT") or Path(__file__).parents[1])
+sys.path.insert(0, str(ROOT.resolve()))
 
 import flax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from pqrnn_jax import (  # noqa: E402
@@ -51,12 +62,79 @@ config_flags.DEFINE_config_file(
 )
 flags.DEFINE_integer("steps", 100, "Timed steps.")
 flags.DEFINE_multi_string("set", [], "key=value")
+flags.DEFINE_string("baseline", "", "A git revision to measure first.")
 flags.DEFINE_string("out", "train_throughput.json", "JSON written here.")
 
 
 def main(argv):
   cli.no_extra_args(argv)
-  config = FLAGS.config
+  baseline = run_baseline(FLAGS.baseline) if FLAGS.baseline else None
+  out = measure(FLAGS.config, FLAGS.steps)
+  if baseline is not None:
+    out["baseline"] = baseline
+    out["speedup_examples_per_s"] = (
+      out["examples_per_s"] / baseline["examples_per_s"]
+    )
+  print(json.dumps(out, indent=1))
+  Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
+  Path(FLAGS.out).write_text(json.dumps(out, indent=1))
+
+
+def run_baseline(rev: str) -> dict:
+  """This script on a worktree of `rev`, in a child process: its JSON."""
+  repo = Path(__file__).resolve().parents[1]
+  sha = subprocess.run(
+    ["git", "-C", str(repo), "rev-parse", "--short", rev],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout.strip()
+  with tempfile.TemporaryDirectory() as tmp:
+    tree = Path(tmp) / "tree"
+    subprocess.run(
+      ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), sha],
+      check=True,
+      capture_output=True,
+    )
+    try:
+      out = Path(tmp) / "baseline.json"
+      args = [a for a in sys.argv[1:] if not a.startswith("--baseline")]
+      args = [a for a in args if not a.startswith("--out")]
+      env = dict(
+        os.environ,
+        PQRNN_BENCH_ROOT=str(tree),
+        # The worktree has no ../shared beside it.
+        MTOP_DIR=str(input_pipeline.default_mtop_dir()),
+      )
+      logging.info("measuring the baseline %s in %s", sha, tree)
+      subprocess.run(
+        [sys.executable, __file__, *args, f"--out={out}"],
+        cwd=tree,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+      )
+      result = json.loads(out.read_text())
+    finally:
+      subprocess.run(
+        ["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+        check=False,
+      )
+  result["revision"] = sha
+  return result
+
+
+def revision() -> str:
+  r = subprocess.run(
+    ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+    capture_output=True,
+    text=True,
+  )
+  return r.stdout.strip()
+
+
+def measure(config, steps: int) -> dict:
+  """Throughput, breakdown and padding of `steps` steps of `config`."""
   # Each --set key=value is a one-point sweep: same typed parsing.
   config = sweep.apply(config, sweep.parse_sweeps(FLAGS.set, config)[0])
   with tempfile.TemporaryDirectory() as tmp:
@@ -87,56 +165,59 @@ def main(argv):
     state, sums = step(state, input_pipeline.shard(b, n), rng, None)
     return sums, real
 
+  # Every shape once (twice for the first: flax's replicate() lays the
+  # state out unlike the step's outputs), so no timed step compiles.
   warm = set()
   i = 0
   t0 = time.perf_counter()
   while len(warm) < len(batches.shapes) and i < batches.steps_per_epoch:
-    shape = batches(i)["targets"].shape
+    shape = batches(i)["targets"].shape + batches(i)["fingerprints"].shape
     if shape not in warm:
-      # Twice: the first call's state comes from replicate(), later ones
-      # from pmap's output, whose sharding differs (one more compile).
       jax.block_until_ready(run(i)[0])
-      jax.block_until_ready(run(i)[0])
+      if not warm:
+        jax.block_until_ready(run(i)[0])
       warm.add(shape)
     i += 1
   compile_s = time.perf_counter() - t0
   examples = 0.0
   t0 = time.perf_counter()
-  for k in range(FLAGS.steps):
+  for k in range(steps):
     sums, real = run(i + k)
     examples += real
   jax.block_until_ready(sums)
   seconds = time.perf_counter() - t0
-  timed = range(i, i + FLAGS.steps)
+  timed = range(i, i + steps)
   out = {
     "benchmark": "train_throughput",
+    "revision": revision(),
     "config": config_flags.get_config_filename(FLAGS["config"]),
     "overrides": FLAGS.set,
     "backend": jax.default_backend(),
     "devices": n,
     "device": devices[0].device_kind,
     "machine": platform.machine(),
+    "cpus": os.cpu_count(),
     "date": time.strftime("%Y-%m-%d"),
     "params": models.param_count(flax.jax_utils.unreplicate(state.params)),
     "batch_size": config.train.batch_size,
     "bucket_shapes": [list(x) for x in batches.shapes],
-    "steps": FLAGS.steps,
+    "steps": steps,
     "seconds": seconds,
-    "steps_per_s": FLAGS.steps / seconds,
+    "steps_per_s": steps / seconds,
     "examples_per_s": examples / seconds,
     "compile_s": compile_s,
     **padding(batches, timed),
-    **breakdown(step, state, rng, batches, timed, n),
   }
+  parts = breakdown(step, state, rng, batches, timed, devices)
+  state = parts.pop("state")
+  out.update(parts)
   flops = step_flops(step, state, rng, batches, timed, n)
   if flops:
     rate = matmul_rate()
     out["flops_per_example"] = flops / examples
     out["matmul_gflops"] = rate / 1e9
     out["fraction_of_matmul_rate"] = flops / seconds / rate
-  print(json.dumps(out, indent=1))
-  Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(FLAGS.out).write_text(json.dumps(out, indent=1))
+  return out
 
 
 def padding(batches, steps) -> dict:
@@ -151,30 +232,34 @@ def padding(batches, steps) -> dict:
   return {"source_fill": src / pad_src, "target_fill": tgt / pad_tgt}
 
 
-def breakdown(step, state, rng, batches, steps, n, reps: int = 20) -> dict:
-  """Median ms of making a batch (host), putting it on the devices, and the
-  step on device-resident inputs, each timed alone and blocking."""
-  host, put, compute = [], [], []
+def breakdown(step, state, rng, batches, steps, devices, reps=30) -> dict:
+  """Median ms of making a batch (host), putting its arrays on the devices
+  (the bytes the step moves), and one blocking step fed host arrays as in
+  training (transfer included); device_step_ms is their difference."""
+  host, put, whole = [], [], []
+  n = len(devices)
   for k in list(steps)[:reps]:
     t0 = time.perf_counter()
     b = input_pipeline.shard(batches(k), n)
     t1 = time.perf_counter()
-    b = jax.block_until_ready(
-      jax.device_put_sharded(
-        [jax.tree.map(lambda x, d=d: x[d], b) for d in range(n)],
-        jax.local_devices()[:n],
-      )
+    jax.block_until_ready(
+      [
+        jax.device_put(jax.tree.map(lambda x, d=d: x[d], b), dev)
+        for d, dev in enumerate(devices)
+      ]
     )
     t2 = time.perf_counter()
     state, sums = step(state, b, rng, None)
     jax.block_until_ready(sums)
     t3 = time.perf_counter()
-    host.append(t1 - t0), put.append(t2 - t1), compute.append(t3 - t2)
+    host.append(t1 - t0), put.append(t2 - t1), whole.append(t3 - t2)
   ms = lambda x: 1e3 * statistics.median(x)
   return {
     "host_input_ms": ms(host),
     "transfer_ms": ms(put),
-    "device_step_ms": ms(compute),
+    "step_ms": ms(whole),
+    "device_step_ms": ms(whole) - ms(put),
+    "state": state,
   }
 
 
@@ -184,8 +269,7 @@ def step_flops(step, state, rng, batches, steps, n) -> float:
   per_shape, total = {}, 0.0
   for k in steps:
     b = input_pipeline.shard(batches(k), n)
-    shape = b["targets"].shape + b["fingerprints"].shape[2:3]
-    shape += b["fingerprints"].shape[1:2]
+    shape = b["targets"].shape + b["fingerprints"].shape
     if shape not in per_shape:
       cost = step.lower(state, b, rng, None).compile().cost_analysis()
       cost = cost[0] if isinstance(cost, list) else cost
