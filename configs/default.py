@@ -79,6 +79,8 @@ def get_config():
   t.weight_decay = 0.01
   t.grad_clip = 1.0
   t.label_smoothing = 0.1
+  t.loss_norm = "batch"  # Token-summed loss over: "data" = the data's mean
+  # tokens per batch (every token weighs alike), "batch" = this batch's.
   t.ema_decay = 0.0  # > 0: also keep an average of the parameters, which is
   # then what is evaluated and saved to best/ (e.g. 0.999); 0 = off.
   t.buckets = 8  # Length buckets, shapes chosen from the data to cut

@@ -245,6 +245,7 @@ class Batches:
 
   Attributes:
     steps_per_epoch: number of global batches in one pass over the data.
+    tokens_per_batch: mean target tokens of a full global batch.
   """
 
   def __init__(
@@ -269,6 +270,8 @@ class Batches:
     self.bucket_of = np.argmax(np.stack(fits), axis=0)
     self._epoch, self._plan = None, None
     self.steps_per_epoch = len(self._epoch_plan(0))
+    # Target tokens of a full global batch, on average over the data.
+    self.tokens_per_batch = float(batch_size * enc.target_lengths.mean())
 
   def _epoch_plan(self, epoch: int):
     """[(bucket, example indices)] for one epoch, in a seeded order."""

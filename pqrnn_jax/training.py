@@ -141,8 +141,8 @@ def _devices(config):
   return devices
 
 
-def _p_step(config, model, teacher, devices):
-  """The pmapped train step with the configured loss."""
+def _p_step(config, model, teacher, devices, tokens_per_batch):
+  """The pmapped train step with the configured loss and normaliser."""
   loss_fn = train_step.make_loss_fn(model, config.train.label_smoothing)
   if teacher is not None:
     d = config.distill
@@ -150,7 +150,11 @@ def _p_step(config, model, teacher, devices):
       model, teacher[0], config.train.label_smoothing, d.alpha, d.temperature
     )
   return jax.pmap(
-    functools.partial(train_step.train_step, loss_fn=loss_fn),
+    functools.partial(
+      train_step.train_step,
+      loss_fn=loss_fn,
+      tokens_per_batch=tokens_per_batch,
+    ),
     axis_name="batch",
     donate_argnums=(0,),
     devices=_pmap_devices(devices),
@@ -329,7 +333,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   )
 
   # How: the pmapped step on replicated state, until done or stopped.
-  p_step = _p_step(config, models.make_model(model_cfg), teacher, devices)
+  if config.train.loss_norm not in ("data", "batch"):
+    raise ValueError(
+      f"train.loss_norm={config.train.loss_norm!r}: use 'data' or 'batch'"
+    )
+  norm = None if config.train.loss_norm == "batch" else batches.tokens_per_batch
+  p_step = _p_step(config, models.make_model(model_cfg), teacher, devices, norm)
   frozen = None
   if teacher is not None:
     frozen = replicate(teacher[1], devices)

@@ -34,6 +34,37 @@ def test_loss_ignores_impossible_actions():
   np.testing.assert_allclose(sums0["loss"], np.log(1 + np.exp(-1.0)), 1e-6)
 
 
+def test_loss_over_the_data_token_mean_weighs_every_token_alike():
+  # A sum loss of the weights: its gradient per token is 1 / normaliser.
+  def loss_fn(params, batch, rng, frozen=None):
+    total = (params["w"] * batch["weights"]).sum()
+    return total, {"loss": total, "tokens": batch["weights"].sum()}
+
+  def grad(batch, tokens_per_batch):
+    state = train_state.TrainState.create(
+      params={"w": jnp.float32(1.0)}, tx=optax.sgd(1.0)
+    )
+    step = jax.vmap(
+      lambda b: train_step.train_step(
+        state,
+        b,
+        jax.random.key(0),
+        loss_fn=loss_fn,
+        tokens_per_batch=tokens_per_batch,
+      )[0].params["w"],
+      axis_name="batch",
+    )
+    return 1.0 - float(step(jax.tree.map(lambda x: x[None], batch))[0])
+
+  full = {"weights": jnp.ones((4, 5))}  # 20 tokens.
+  short = {"weights": jnp.ones((1, 5))}  # A bucket's last batch: 5 tokens.
+  # Per batch: each batch moves the parameter as far, whatever it holds.
+  assert grad(full, None) == pytest.approx(grad(short, None)) == 1.0
+  # Over the data's mean tokens per batch: in proportion to the tokens.
+  assert grad(full, 20.0) == pytest.approx(1.0)
+  assert grad(short, 20.0) == pytest.approx(0.25)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("tiny")
