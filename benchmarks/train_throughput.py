@@ -98,8 +98,11 @@ def run_baseline(rev: str) -> dict:
     )
     try:
       out = Path(tmp) / "baseline.json"
-      args = [a for a in sys.argv[1:] if not a.startswith("--baseline")]
-      args = [a for a in args if not a.startswith("--out")]
+      args = [
+        f"--config={config_flags.get_config_filename(FLAGS['config'])}",
+        f"--steps={FLAGS.steps}",
+        *[f"--set={x}" for x in FLAGS.set],
+      ]
       env = dict(
         os.environ,
         PQRNN_BENCH_ROOT=str(tree),
