@@ -47,6 +47,8 @@ def read_scalars(
   """tag -> [(step, value)] from every events file in `workdir`, or from a
   curves JSON this script wrote; `wall` (a dict), when given, gets tag ->
   [(minutes since the run's first event, value)]."""
+  if not workdir.exists():
+    raise FileNotFoundError(f"no run at {workdir}")
   if workdir.suffix == ".json":
     return {
       k: [tuple(x) for x in v]
