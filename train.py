@@ -25,9 +25,9 @@ def main(argv):
   import jax
 
   cli.import_tensorflow()  # Quietly, before clu imports it.
-  from pqrnn_jax import training
+  from pqrnn_jax import devices, training
 
-  training.init_distributed(flags.FLAGS.config)  # Before any device use.
+  devices.init_distributed(flags.FLAGS.config)  # Before any device use.
   logging.info("JAX devices: %s", jax.devices())
   training.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 

@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import flax
 import jax
 import ml_collections
 import numpy as np
@@ -39,6 +38,7 @@ from pqrnn_jax import (
   train_state,
   train_step,
 )
+from pqrnn_jax import devices as devices_lib
 from pqrnn_jax import targets as targets_lib
 
 
@@ -65,31 +65,6 @@ class _StopFlag:
 
 
 # -- Setup ------------------------------------------------------------------
-
-
-def init_distributed(config) -> None:
-  """jax.distributed.initialize() for a multi-host run (config.distributed),
-  with the coordinator, process count and id from the config when given;
-  on CPU hosts collectives go through gloo. Call before any other JAX use."""
-  if not config.distributed or jax.distributed.is_initialized():
-    return
-  kw = {}
-  if config.coordinator_address:
-    kw = dict(
-      coordinator_address=config.coordinator_address,
-      num_processes=config.num_processes,
-      process_id=config.process_id,
-    )
-  if jax.config.jax_platforms in (None, "", "cpu"):
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(**kw)
-  logging.info(
-    "process %d of %d, %d local devices of %d",
-    jax.process_index(),
-    jax.process_count(),
-    jax.local_device_count(),
-    jax.device_count(),
-  )
 
 
 def _saved(ckpts):
@@ -131,18 +106,15 @@ def _model_and_data(config, workdir: Path, ckpts):
   return model_cfg.fit(enc, saved_model), ontology, batches, teacher
 
 
-def _devices(config):
-  devices = jax.local_devices()[: config.train.devices or None]
-  if config.train.batch_size % (len(devices) * jax.process_count()):
-    raise ValueError(
-      f"train.batch_size={config.train.batch_size} is not divisible by "
-      f"{len(devices) * jax.process_count()} devices"
-    )
-  return devices
-
-
-def _p_step(config, model, teacher, devices, tokens_per_batch):
+def _p_step(config, model, teacher, devices, batches):
   """The pmapped train step with the configured loss and normaliser."""
+  if config.train.loss_norm not in ("data", "batch"):
+    raise ValueError(
+      f"train.loss_norm={config.train.loss_norm!r}: use 'data' or 'batch'"
+    )
+  tokens_per_batch = None
+  if config.train.loss_norm == "data":
+    tokens_per_batch = batches.tokens_per_batch
   loss_fn = train_step.make_loss_fn(model, config.train.label_smoothing)
   if teacher is not None:
     d = config.distill
@@ -157,25 +129,8 @@ def _p_step(config, model, teacher, devices, tokens_per_batch):
     ),
     axis_name="batch",
     donate_argnums=(0,),
-    devices=_pmap_devices(devices),
+    devices=devices_lib.pmap_devices(devices),
   )
-
-
-def _pmap_devices(devices):
-  # Multi-host: pmap spans every process's devices (each feeds its own);
-  # naming the local ones would keep the psums on this host.
-  return devices if jax.process_count() == 1 else None
-
-
-def replicate(tree, devices):
-  """One copy of `tree` per device, laid out as the pmapped step returns
-  its state: fed flax's replicate() directly, the step compiles its first
-  shape twice (once per input layout), a few seconds each."""
-  tree = flax.jax_utils.replicate(tree, devices)
-  same = jax.pmap(
-    lambda x: x, axis_name="batch", devices=_pmap_devices(devices)
-  )
-  return same(tree)
 
 
 def _writers(config, workdir, model_cfg, state, batches, n_devices):
@@ -313,9 +268,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   # Where: the workdir, its checkpoints, the devices.
   workdir = Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
-  init_distributed(config)
+  devices_lib.init_distributed(config)
   ckpts = checkpoints.manager(workdir / "checkpoints", config.keep_checkpoints)
-  devices = _devices(config)
+  devices = devices_lib.local_devices(config)
 
   # What: data, model, batches, state (fresh or resumed).
   model_cfg, ontology, batches, teacher = _model_and_data(
@@ -333,17 +288,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   )
 
   # How: the pmapped step on replicated state, until done or stopped.
-  if config.train.loss_norm not in ("data", "batch"):
-    raise ValueError(
-      f"train.loss_norm={config.train.loss_norm!r}: use 'data' or 'batch'"
-    )
-  norm = None if config.train.loss_norm == "batch" else batches.tokens_per_batch
-  p_step = _p_step(config, models.make_model(model_cfg), teacher, devices, norm)
-  frozen = None
-  if teacher is not None:
-    frozen = replicate(teacher[1], devices)
-  state = replicate(state, devices)
-  step_rng = replicate(step_rng, devices)
+  p_step = _p_step(
+    config, models.make_model(model_cfg), teacher, devices, batches
+  )
+  frozen = teacher and devices_lib.replicate(teacher[1], devices)
+  state = devices_lib.replicate(state, devices)
+  step_rng = devices_lib.replicate(step_rng, devices)
   evaluate_now = _evaluator(config, workdir, model_cfg, ontology, meta)
   state, step, last_eval = _loop(
     config,
