@@ -79,7 +79,8 @@ def read_scalars(
 def main(argv):
   cli.no_extra_args(argv)
   a = FLAGS
-  curves = read_scalars(Path(a.workdir))
+  wall = {}
+  curves = read_scalars(Path(a.workdir), wall)
   if not curves:
     raise FileNotFoundError(f"no event files in {a.workdir}")
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -107,14 +108,14 @@ def main(argv):
   Path(a.out).with_suffix(".json").write_text(json.dumps(keep, indent=1))
   print(f"wrote {a.out}")
   if a.compare:
-    compare(a, curves)
+    compare(a, curves, wall)
 
 
-def compare(a, curves):
-  """Eval exact match of the main run and the --compare runs, one axis."""
-  walls = {a.label or Path(a.workdir).name: {}}
-  runs = {a.label or Path(a.workdir).name: curves}
-  read_scalars(Path(a.workdir), walls[a.label or Path(a.workdir).name])
+def compare(a, curves, wall):
+  """Eval exact match of the main run and the --compare runs against the
+  step and, for runs with event files, against wall minutes."""
+  name = a.label or Path(a.workdir).name
+  runs, walls = {name: curves}, {name: wall}
   for item in a.compare:
     name, sep, wd = item.partition("=")
     if not sep:

@@ -288,15 +288,18 @@ class Batches:
     self._epoch, self._plan = epoch, plan
     return plan
 
+  def _planned(self, step: int):
+    """(bucket, example indices) of global batch `step`."""
+    epoch, i = divmod(step, self.steps_per_epoch)
+    return self._epoch_plan(epoch)[i]
+
   def shape(self, step: int) -> tuple[int, int]:
     """(T_b, U_b) of global batch `step`."""
-    epoch, i = divmod(step, self.steps_per_epoch)
-    return self.shapes[self._epoch_plan(epoch)[i][0]]
+    return self.shapes[self._planned(step)[0]]
 
   def __call__(self, step: int) -> dict:
     """This process's share of global batch `step`."""
-    epoch, i = divmod(step, self.steps_per_epoch)
-    b, idx = self._epoch_plan(epoch)[i]
+    b, idx = self._planned(step)
     return make_batch(
       self.enc, idx, self.shapes[b], self.batch_size, self.pi, self.pc
     )

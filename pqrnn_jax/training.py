@@ -262,6 +262,16 @@ def _initial_state(config, ckpts, model_cfg):
   return state, jax.random.fold_in(rng, 1)
 
 
+def _meta(config, ontology, model_cfg) -> dict:
+  """What every checkpoint carries beside the state."""
+  return {
+    "projection_format": projection.FORMAT_VERSION,
+    "config": config.to_dict(),
+    "ontology": ontology.to_dict(),
+    "model": models.to_meta(model_cfg),
+  }
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   """Trains (resuming from `workdir` if it holds a checkpoint); returns the
   last eval metrics."""
@@ -277,12 +287,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     config, workdir, ckpts
   )
   state, step_rng = _initial_state(config, ckpts, model_cfg)
-  meta = {
-    "projection_format": projection.FORMAT_VERSION,
-    "config": config.to_dict(),
-    "ontology": ontology.to_dict(),
-    "model": models.to_meta(model_cfg),
-  }
+  meta = _meta(config, ontology, model_cfg)
   writer, report = _writers(
     config, workdir, model_cfg, state, batches, len(devices)
   )
@@ -291,7 +296,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   p_step = _p_step(
     config, models.make_model(model_cfg), teacher, devices, batches
   )
-  frozen = teacher and devices_lib.replicate(teacher[1], devices)
+  frozen = None
+  if teacher is not None:
+    frozen = devices_lib.replicate(teacher[1], devices)
   state = devices_lib.replicate(state, devices)
   step_rng = devices_lib.replicate(step_rng, devices)
   evaluate_now = _evaluator(config, workdir, model_cfg, ontology, meta)
@@ -339,13 +346,14 @@ def _loop(config, run_step, state, metrics_cls, io, shape_of):
   )
   with _StopFlag() as stop:
     while step < end and not stop.is_set():
-      if shape_of(step) in compiled:
+      shape = shape_of(step)
+      if shape in compiled:
         state, sums = run_step(state, step)
       else:  # Timed apart, so the ETA's steady rate leaves it out.
         t0 = time.time()
         state, sums = jax.block_until_ready(run_step(state, step))
         progress.compiled(time.time() - t0)
-        compiled.add(shape_of(step))
+        compiled.add(shape)
       step += 1
       # Pull step N-1's metrics only after step N is dispatched.
       if pending is not None:
