@@ -18,13 +18,13 @@ training utterances run through encode and teacher-forced decode steps.
 The converter runs in a subprocess: full-int8 calibration segfaults on
 some graphs (WHILE ops), and a crash must be an error, not a dead parent.
 
-Why `encode` + `decode_step` and not the whole greedy decode in one
-signature: unrolled, that graph holds U_max copies of the ~170-op step
-(~11k ops at U_max = 64: ~4 MB of op tables at the ~0.4 KB per op we
-measure, past the 3.5 MB budget before any weight) plus integer stack
-logic; as a loop it is a WHILE op, which full-int8 calibration cannot
-handle. The step signature keeps the tree constraints in host code (the
-numpy twins of what decode.py jits), applied to float scores. The cache is
+`parse_<t>` (parse_graph.py; float and dynamic files) is the whole greedy
+parse in one call: encode, then the step in a WHILE loop with the tree
+constraints as tensors. Full-int8 calibration crashes on any WHILE op
+(TOOLCHAIN.md 4f), so the int8 file has none: there the step signature
+keeps the constraints in host code (the numpy twins of what decode.py
+jits), applied to float scores; unrolled instead, the loop would be U_max
+copies of the ~170-op step (~4 MB of op tables). The cache is
 explicit: memory, pointer keys and per-layer keys/values (from `encode`),
 and per-layer running sums (in and out of each step). The LSTM baseline
 exports the same way: its cache is memory and pointer keys, its state the
@@ -46,7 +46,7 @@ import numpy as np
 
 from pqrnn_jax import calibration as calibration_lib
 from pqrnn_jax import decode as decode_lib
-from pqrnn_jax import projection
+from pqrnn_jax import parse_graph, projection
 from pqrnn_jax.targets import EOS_ID, PAD_ID
 from pqrnn_jax.tflite_signatures import (
   DEFAULT_BUCKETS,
@@ -61,20 +61,38 @@ METADATA_NAME = "pqrnn_manifest"
 FORMAT = "pqrnn_jax.tflite/1"
 
 
-def save_saved_model(model_cfg, params, export_dir, buckets) -> list[str]:
+def _specs(model_cfg, kind: str, t: int) -> dict:
+  """{"inputs"|"outputs": [(name, shape, dtype)]} of one signature."""
+  if kind == "parse":
+    return parse_graph.parse_specs(model_cfg, t)
+  return signature_specs(model_cfg, t)[kind]
+
+
+def save_saved_model(
+  model_cfg,
+  params,
+  export_dir,
+  buckets,
+  parse_buckets=(),
+  ontology=None,
+  form="decoupled",
+) -> list[str]:
   """jax2tf -> SavedModel with the signatures of `file_signatures`;
-  returns their names."""
+  returns their names. `parse_<t>` needs the ontology (symbol kinds)."""
   import tensorflow as tf
   from jax.experimental import jax2tf
 
   fns = signature_fns(model_cfg, params)
+  if parse_buckets:
+    kinds = decode_lib.kinds_array(ontology)
+    fns["parse"] = parse_graph.parse_fn(model_cfg, params, kinds, form)
   module = tf.Module()
   signatures = {}
-  sigs = file_signatures(model_cfg.max_source_len, buckets)
+  sigs = file_signatures(model_cfg.max_source_len, buckets, parse_buckets)
   for name, (kind, t) in sigs.items():
     spec = [
       tf.TensorSpec(shape, getattr(tf, dt), name=n)
-      for n, shape, dt in signature_specs(model_cfg, t)[kind]["inputs"]
+      for n, shape, dt in _specs(model_cfg, kind, t)["inputs"]
     ]
     f_tf = tf.function(
       jax2tf.convert(fns[kind], with_gradient=False),
@@ -156,12 +174,16 @@ def check_builtin_only(ops: dict[str, int]) -> None:
     raise ValueError(f"non-builtin ops in the model: {bad}")
 
 
-def manifest(model_cfg, ontology, form: str, variant: str, buckets) -> dict:
+def manifest(
+  model_cfg, ontology, form: str, variant: str, buckets, parse_buckets=()
+) -> dict:
   """What a device needs beside the .tflite (see README, On-device)."""
   max_len = model_cfg.max_source_len
   sigs = {}
-  for name, (kind, t) in file_signatures(max_len, buckets).items():
-    io = signature_specs(model_cfg, t)[kind]
+  for name, (kind, t) in file_signatures(
+    max_len, buckets, parse_buckets
+  ).items():
+    io = _specs(model_cfg, kind, t)
     sigs[name] = {
       k: [[n, list(sh), dt] for n, sh, dt in v] for k, v in io.items()
     }
@@ -174,6 +196,8 @@ def manifest(model_cfg, ontology, form: str, variant: str, buckets) -> dict:
     # A parse runs "encode_<t>" of the smallest t here >= its token count,
     # then "decode_step" (at T_max) with the encoder outputs zero-padded.
     "buckets": list(buckets),
+    # "parse_<t>" for these t: the whole greedy parse in one call.
+    "parse_buckets": list(parse_buckets),
     "max_target_len": model_cfg.max_target_len,
     "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
     "fingerprint": "MurmurHash3_x86_32, seed 0, of the case-folded token's "
@@ -219,30 +243,42 @@ def export(
   form="decoupled",
   calibration=None,
   buckets=DEFAULT_BUCKETS,
+  parse=None,
 ) -> dict:
   """Writes `out` (.tflite) and its .json manifest; returns a summary.
 
   calibration: the representative data of
   `calibration.calibration_samples` at the same buckets (needed for
   variant "int8"). buckets: source lengths below T_max with their own
-  encode (see `tflite_signatures.bucket_lengths`).
+  encode (see `tflite_signatures.bucket_lengths`). parse: whether to add a
+  `parse_<t>` per bucket (None: yes unless variant "int8", which cannot
+  hold its WHILE loop).
   """
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant not in VARIANTS:
     raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
+  parse = variant != "int8" if parse is None else parse
   if variant == "int8":
     calibration_lib.check(calibration, model_cfg.max_source_len, buckets)
+    if parse:
+      raise ValueError(
+        "parse signatures need a WHILE op, which full-int8 calibration "
+        "cannot handle: export them with --variant dynamic or float"
+      )
+  parse_buckets = buckets if parse else []
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
     saved = Path(tmp, "saved_model")
-    keys = save_saved_model(model_cfg, params, saved, buckets)
+    keys = save_saved_model(
+      model_cfg, params, saved, buckets, parse_buckets, ontology, form
+    )
     _convert_in_subprocess(saved, variant, calibration, str(out), keys)
   ops = op_codes(out.read_bytes())
   check_builtin_only(ops)
-  if "WHILE" in ops:
+  if "WHILE" in ops and not parse:
     raise ValueError("the exported graph has a WHILE op (a loop not unrolled)")
-  man = manifest(model_cfg, ontology, form, variant, buckets)
+  man = manifest(model_cfg, ontology, form, variant, buckets, parse_buckets)
   out.write_bytes(embed_metadata(out.read_bytes(), man))
   out.with_suffix(".json").write_text(json.dumps(man, indent=1) + "\n")
   return {"path": str(out), "bytes": out.stat().st_size, "ops": ops}

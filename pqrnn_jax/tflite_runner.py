@@ -21,7 +21,7 @@ from ai_edge_litert.interpreter import Interpreter
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import host_constraints, projection
 from pqrnn_jax import targets as targets_lib
-from pqrnn_jax.tflite_signatures import encode_name
+from pqrnn_jax.tflite_signatures import encode_name, parse_name
 
 METADATA_NAME = "pqrnn_manifest"  # Same as export.METADATA_NAME.
 
@@ -79,9 +79,13 @@ class TFLiteParser:
     ontology: targets.Ontology shipped with the model.
     manifest: the model's manifest dict.
     buckets: source lengths with their own signatures, ascending.
+    parse_buckets: those with a one-call `parse_<t>` (float and dynamic
+      files); greedy decoding uses it unless `host_loop`.
   """
 
-  def __init__(self, model_path, num_threads: int = 1, manifest=None):
+  def __init__(
+    self, model_path, num_threads: int = 1, manifest=None, host_loop=False
+  ):
     self.manifest = manifest or read_manifest(model_path)
     m = self.manifest
     projection.check_format(m.get("projection_format"), model_path)
@@ -94,6 +98,7 @@ class TFLiteParser:
     self.form = m["form"]
     # Files without buckets have one "encode" (at T_max).
     self.buckets = list(m.get("buckets") or [self.t_max])
+    self.parse_buckets = [] if host_loop else m.get("parse_buckets", [])
     self._encode_names = {
       t: encode_name(t) if "buckets" in m else "encode" for t in self.buckets
     }
@@ -186,8 +191,29 @@ class TFLiteParser:
     code, ptr = self.constraints.allowed(tree, t, n > 0)
     return self.constraints.rows[code], ptr
 
+  def graph_decode(self, fps_1xT, length_1):
+    """Constrained greedy action ids from one `parse_<t>` call: the loop
+    runs in the file (parse_graph.py), same result form as `decode`."""
+    t = fps_1xT.shape[1]
+    if ("parse", t) not in self._sigs:
+      self._sigs["parse", t] = Signature(self.interpreter, parse_name(t))
+    sig = self._sigs["parse", t]
+    sig.set("fingerprints", fps_1xT)
+    sig.set("length", length_1)
+    sig.invoke()
+    n = int(sig.get("num_actions")[0])
+    return sig.get("actions")[0, :n].copy()
+
   def decode(self, fps_1xT, length_1, constrained: bool = True):
-    """Greedy action ids [<= U_max] int32, ending with EOS if it came."""
+    """Greedy action ids [<= U_max] int32, ending with EOS if it came:
+    one `parse_<t>` call where the file has it, else the host loop over
+    `decode_step`."""
+    if constrained and fps_1xT.shape[1] in self.parse_buckets:
+      return self.graph_decode(fps_1xT, length_1)
+    return self.host_decode(fps_1xT, length_1, constrained)
+
+  def host_decode(self, fps_1xT, length_1, constrained: bool = True):
+    """Greedy action ids from the host loop over `decode_step`."""
     step = self._start(fps_1xT, length_1)
     n = int(length_1[0])
     state, tree = dict(self._zeros), host_constraints.HostState()

@@ -28,14 +28,24 @@ def encode_name(t: int) -> str:
   return f"encode_{t}"
 
 
-def file_signatures(max_len: int, buckets) -> dict[str, tuple[str, int]]:
+def parse_name(t: int) -> str:
+  """Name in the .tflite of the one-call greedy parse of bucket length t."""
+  return f"parse_{t}"
+
+
+def file_signatures(
+  max_len: int, buckets, parse_buckets=()
+) -> dict[str, tuple[str, int]]:
   """{name in the .tflite: (signature kind, source length)}: one encode
-  per bucket, one decode_step at T_max. A parse pads its encoder outputs
-  to T_max (pads are masked): the step's work barely depends on T (0.043
-  vs 0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB
-  of op and quantization tables in the file."""
+  per bucket, one decode_step at T_max, one `parse_<t>` (parse_graph.py)
+  per length in parse_buckets. The host loop pads its encoder outputs to
+  T_max (pads are masked): the step's work barely depends on T (0.043 vs
+  0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB of
+  op and quantization tables in the file."""
   names = {encode_name(t): ("encode", t) for t in buckets}
-  return dict(names, decode_step=("decode_step", max_len))
+  names["decode_step"] = ("decode_step", max_len)
+  names.update({parse_name(t): ("parse", t) for t in parse_buckets})
+  return names
 
 
 def signature_specs(model_cfg, t: int | None = None) -> dict:
