@@ -5,16 +5,21 @@
     [--file en/test.txt] [--limit 300] \
     --out benchmarks/results/latency_mtop_en.json
 
-Exports the workdir's best checkpoint as float, dynamic-range and int8
-.tflite files (and the LSTM workdir's as int8), or takes --tflite files as
-they are, and parses each utterance of --file (default MTOP en test, or
-$MTOP_DIR) through pqrnn_jax/tflite_runner.py with 1 interpreter thread,
-one utterance at a time. Per file: whole-parse median and p90, `encode`
-time, `decode_step` time, steps per parse, host time per step (the Python
-and numpy of the loop: masks, copies, argmax), op count per signature (from
-the flatbuffer) and file size. All variants run in one process, one after
-another on the same utterances, so their ratios are what to compare on a
-noisy machine. Prints a table and writes JSON.
+Exports the workdir's best checkpoint as float and dynamic-range .tflite
+files with every signature, int8 with the step signatures and the default
+dynamic file (one-call `parse_<t>` only: what an app ships), and the LSTM
+workdir's as int8, or takes --tflite files as they are, and parses each
+utterance of --file (default MTOP en test, or $MTOP_DIR) through
+pqrnn_jax/tflite_runner.py with 1 interpreter thread, one utterance at a
+time: rows "<file>" run the host loop over `decode_step`, rows
+"<file>_parse" one `parse_<t>` call per utterance. Per row: whole-parse
+median and p90, file size, op count per signature; host-loop rows add
+`encode` and `decode_step` time, steps per parse and host time per step
+(the Python and numpy of the loop: masks, copies, argmax); parse rows add
+their agreement with the host loop of the same variant (equal action
+sequences). All rows run in one process, one after another on the same
+utterances, so their ratios are what to compare on a noisy machine. Prints
+a table and writes JSON.
 """
 
 import json
@@ -78,11 +83,43 @@ def _timed(sig, spent: list) -> None:
   sig.invoke = timed
 
 
+def _ms(xs, q=50):
+  return float(np.percentile(xs, q) * 1e3) if xs else None
+
+
+def time_parse_calls(path, token_lists, host=None) -> dict:
+  """Latency of one `parse_<t>` call per token list (fingerprints
+  included, as in a host-loop parse), and the share of lists whose actions
+  equal those of `host` (a TFLiteParser's host loop), when given."""
+  parser = tflite_runner.TFLiteParser(path, num_threads=1)
+  for t in parser.parse_buckets:
+    parser.parse_tokens(["x"] * t)  # Warm-up: first invokes.
+  whole, same = [], []
+  for tokens in token_lists:
+    t0 = time.perf_counter()
+    actions = parser.graph_decode(*parser.fingerprints(tokens))
+    whole.append(time.perf_counter() - t0)
+    if host is not None:
+      want = host.host_decode(*host.fingerprints(tokens))
+      same.append(np.array_equal(actions, want))
+  data = Path(path).read_bytes()
+  return {
+    "path": str(path),
+    "beam": 1,
+    "bytes": len(data),
+    "parses": len(whole),
+    "parse_median_ms": _ms(whole),
+    "parse_p90_ms": _ms(whole, 90),
+    "agree_with_host_loop": float(np.mean(same)) if same else None,
+    "ops": signature_ops(data),
+  }
+
+
 def time_file(path, token_lists, beam: int = 1) -> dict:
   """Latency parts of one .tflite over token lists, one parse at a time:
   whole parse, `encode` and `decode_step` invokes, and the host's share
   (everything else: fingerprints, tensor copies, masks, argmax) per step."""
-  parser = tflite_runner.TFLiteParser(path, num_threads=1)
+  parser = tflite_runner.TFLiteParser(path, num_threads=1, host_loop=True)
   enc_s, step_s = {t: [] for t in parser.buckets}, []
   for t in parser.buckets:
     enc, step = parser.signatures(t)
@@ -104,7 +141,7 @@ def time_file(path, token_lists, beam: int = 1) -> dict:
     whole.append(total)
     steps.append(n)
     host.append((total - spent) / max(n, 1))
-  ms = lambda xs, q=50: float(np.percentile(xs, q) * 1e3) if xs else None
+  ms = _ms
   data = Path(path).read_bytes()
   every = [x for v in enc_s.values() for x in v]
   return {
@@ -132,12 +169,20 @@ def _exports(tmp: Path) -> dict[str, str]:
   """name -> .tflite path: the workdirs' exports, then --tflite files."""
   files = {}
   if FLAGS.workdir:
-    for variant in export.VARIANTS:
-      out = tmp / f"pqrnn_{variant}.tflite"
+    sets = {"float": "all", "dynamic": "all", "int8": "steps"}
+    sets["dynamic_default"] = None  # parse_<t> only: the file to ship.
+    for name, which in sets.items():
+      out = tmp / f"pqrnn_{name}.tflite"
+      variant = name.split("_")[0]
       export.export_workdir(
-        FLAGS.workdir, out, variant, FLAGS.calibration, buckets=_buckets()
+        FLAGS.workdir,
+        out,
+        variant,
+        FLAGS.calibration,
+        buckets=_buckets(),
+        signatures=which,
       )
-      files[f"pqrnn_{variant}"] = str(out)
+      files[f"pqrnn_{name}"] = str(out)
   if FLAGS.lstm_workdir:
     out = tmp / "lstm_int8.tflite"
     export.export_workdir(
@@ -153,6 +198,16 @@ def _exports(tmp: Path) -> dict[str, str]:
   return files
 
 
+def _host(files, path):
+  """A host-loop parser of the same variant as `path`, if one is here."""
+  variant = tflite_runner.read_manifest(path)["variant"]
+  for f in files.values():
+    man = tflite_runner.read_manifest(f)
+    if man["variant"] == variant and "decode_step" in man["signatures"]:
+      return tflite_runner.TFLiteParser(f, num_threads=1, host_loop=True)
+  return None
+
+
 def main(argv):
   cli.no_extra_args(argv)
   path = Path(FLAGS.file)
@@ -165,7 +220,13 @@ def main(argv):
   tokens = tokens[: FLAGS.limit or None]
   with tempfile.TemporaryDirectory() as tmp:
     files = _exports(Path(tmp))
-    rows = {name: time_file(f, tokens) for name, f in files.items()}
+    rows = {}
+    for name, f in files.items():
+      man = tflite_runner.read_manifest(f)
+      if "decode_step" in man["signatures"]:
+        rows[name] = time_file(f, tokens)
+      if man.get("parse_buckets"):
+        rows[f"{name}_parse"] = time_parse_calls(f, tokens, _host(files, f))
     for beam in [int(b) for b in FLAGS.beams if int(b) > 1]:
       if "pqrnn_int8" in files:
         rows[f"pqrnn_int8_beam{beam}"] = time_file(
@@ -181,10 +242,11 @@ def main(argv):
   }
   cols = ("parse_median_ms", "parse_p90_ms", "encode_median_ms")
   cols += ("step_median_ms", "steps_per_parse", "host_per_step_median_ms")
+  cols += ("agree_with_host_loop",)
   print("| file | bytes | " + " | ".join(cols) + " | ops |")
   print("|" + " --- |" * (len(cols) + 3))
   for name, r in rows.items():
-    cells = [f"{r[c]:.3f}" if r[c] is not None else "-" for c in cols]
+    cells = [f"{r[c]:.3f}" if r.get(c) is not None else "-" for c in cols]
     ops = ", ".join(f"{k} {v}" for k, v in r["ops"].items())
     print(f"| {name} | {r['bytes']:,} | " + " | ".join(cells) + f" | {ops} |")
   if FLAGS.out:

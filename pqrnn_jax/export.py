@@ -50,6 +50,7 @@ from pqrnn_jax import parse_graph, projection
 from pqrnn_jax.targets import EOS_ID, PAD_ID
 from pqrnn_jax.tflite_signatures import (
   DEFAULT_BUCKETS,
+  SIGNATURE_SETS,
   bucket_lengths,
   file_signatures,
   signature_fns,
@@ -57,6 +58,8 @@ from pqrnn_jax.tflite_signatures import (
 )
 
 VARIANTS = ("int8", "float", "dynamic")
+# The signature set of each variant's file unless told (`export`).
+DEFAULT_SIGNATURES = {"int8": "steps", "dynamic": "parse", "float": "all"}
 METADATA_NAME = "pqrnn_manifest"
 FORMAT = "pqrnn_jax.tflite/1"
 
@@ -76,6 +79,7 @@ def save_saved_model(
   parse_buckets=(),
   ontology=None,
   form="decoupled",
+  steps=True,
 ) -> list[str]:
   """jax2tf -> SavedModel with the signatures of `file_signatures`;
   returns their names. `parse_<t>` needs the ontology (symbol kinds)."""
@@ -88,7 +92,8 @@ def save_saved_model(
     fns["parse"] = parse_graph.parse_fn(model_cfg, params, kinds, form)
   module = tf.Module()
   signatures = {}
-  sigs = file_signatures(model_cfg.max_source_len, buckets, parse_buckets)
+  max_len = model_cfg.max_source_len
+  sigs = file_signatures(max_len, buckets, parse_buckets, steps)
   for name, (kind, t) in sigs.items():
     spec = [
       tf.TensorSpec(shape, getattr(tf, dt), name=n)
@@ -175,14 +180,19 @@ def check_builtin_only(ops: dict[str, int]) -> None:
 
 
 def manifest(
-  model_cfg, ontology, form: str, variant: str, buckets, parse_buckets=()
+  model_cfg,
+  ontology,
+  form: str,
+  variant: str,
+  buckets,
+  parse_buckets=(),
+  steps=True,
 ) -> dict:
   """What a device needs beside the .tflite (see README, On-device)."""
   max_len = model_cfg.max_source_len
   sigs = {}
-  for name, (kind, t) in file_signatures(
-    max_len, buckets, parse_buckets
-  ).items():
+  named = file_signatures(max_len, buckets, parse_buckets, steps)
+  for name, (kind, t) in named.items():
     io = _specs(model_cfg, kind, t)
     sigs[name] = {
       k: [[n, list(sh), dt] for n, sh, dt in v] for k, v in io.items()
@@ -243,42 +253,49 @@ def export(
   form="decoupled",
   calibration=None,
   buckets=DEFAULT_BUCKETS,
-  parse=None,
+  signatures=None,
 ) -> dict:
   """Writes `out` (.tflite) and its .json manifest; returns a summary.
 
   calibration: the representative data of
   `calibration.calibration_samples` at the same buckets (needed for
   variant "int8"). buckets: source lengths below T_max with their own
-  encode (see `tflite_signatures.bucket_lengths`). parse: whether to add a
-  `parse_<t>` per bucket (None: yes unless variant "int8", which cannot
-  hold its WHILE loop).
+  signatures (see `tflite_signatures.bucket_lengths`). signatures: "steps"
+  (encode_<t> + decode_step: the host loop and beam search), "parse"
+  (parse_<t>: one-call greedy parses) or "all"; None: "steps" for int8
+  (full-int8 calibration cannot hold parse's WHILE loop), "parse" for
+  dynamic (the on-device file within 3.5 MB), "all" for float.
   """
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant not in VARIANTS:
     raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
-  parse = variant != "int8" if parse is None else parse
+  which = signatures or DEFAULT_SIGNATURES[variant]
+  if which not in SIGNATURE_SETS:
+    raise ValueError(f"signatures={which!r}: choose one of {SIGNATURE_SETS}")
+  steps, parse = which != "parse", which != "steps"
+  if variant == "int8" and parse:
+    raise ValueError(
+      "parse signatures need a WHILE op, which full-int8 calibration "
+      "cannot handle: export them with --variant dynamic or float"
+    )
   if variant == "int8":
     calibration_lib.check(calibration, model_cfg.max_source_len, buckets)
-    if parse:
-      raise ValueError(
-        "parse signatures need a WHILE op, which full-int8 calibration "
-        "cannot handle: export them with --variant dynamic or float"
-      )
   parse_buckets = buckets if parse else []
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
     saved = Path(tmp, "saved_model")
     keys = save_saved_model(
-      model_cfg, params, saved, buckets, parse_buckets, ontology, form
+      model_cfg, params, saved, buckets, parse_buckets, ontology, form, steps
     )
     _convert_in_subprocess(saved, variant, calibration, str(out), keys)
   ops = op_codes(out.read_bytes())
   check_builtin_only(ops)
-  if "WHILE" in ops and not parse:
+  if ops.get("WHILE", 0) != len(parse_buckets):
     raise ValueError("the exported graph has a WHILE op (a loop not unrolled)")
-  man = manifest(model_cfg, ontology, form, variant, buckets, parse_buckets)
+  man = manifest(
+    model_cfg, ontology, form, variant, buckets, parse_buckets, steps
+  )
   out.write_bytes(embed_metadata(out.read_bytes(), man))
   out.with_suffix(".json").write_text(json.dumps(man, indent=1) + "\n")
   return {"path": str(out), "bytes": out.stat().st_size, "ops": ops}
@@ -291,6 +308,7 @@ def export_workdir(
   calibration=300,
   which="best",
   buckets=DEFAULT_BUCKETS,
+  signatures=None,
 ):
   """Exports a training workdir's checkpoint; returns export's summary."""
   from pqrnn_jax import checkpoints
@@ -312,6 +330,7 @@ def export_workdir(
     form=config.data.form,
     calibration=samples,
     buckets=buckets,
+    signatures=signatures,
   )
 
 
@@ -322,7 +341,13 @@ def main(argv):
   cli.no_extra_args(argv)
   buckets = [int(b) for b in f.buckets]
   r = export_workdir(
-    f.workdir, f.out, f.variant, f.calibration, f.checkpoint, buckets
+    f.workdir,
+    f.out,
+    f.variant,
+    f.calibration,
+    f.checkpoint,
+    buckets,
+    f.signatures,
   )
   print(json.dumps({k: r[k] for k in ("path", "bytes")}))
   print("ops:", " ".join(f"{k}x{v}" for k, v in r["ops"].items()))
@@ -344,5 +369,12 @@ if __name__ == "__main__":
     "buckets",
     [str(b) for b in DEFAULT_BUCKETS],
     "Source lengths below T_max with their own signatures (T_max always).",
+  )
+  flags.DEFINE_enum(
+    "signatures",
+    None,
+    list(SIGNATURE_SETS),
+    "steps: encode_<t> + decode_step (host loop, beam); parse: parse_<t> "
+    "(one-call greedy); all. Default: int8 steps, dynamic parse, float all.",
   )
   cli.run(main, errors=(RuntimeError,))  # A failed conversion: one line.

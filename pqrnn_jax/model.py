@@ -18,7 +18,7 @@ from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import pretrained as pretrained_lib
 from pqrnn_jax import projection, qrnn, word_table
 from pqrnn_jax import targets as targets_lib
-from pqrnn_jax.pointer_head import PointerHead
+from pqrnn_jax.pointer_head import PointerHead, lookup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,9 @@ class ModelConfig:
   # compute_dtype); params, softmax and loss: float32.
   dtype: str = "float32"
   quant: str = "none"  # "none" or "int8" (AQT; see quant.py).
+  # Embedding rows by a one-hot matmul (pointer_head.lookup): the exported
+  # graph, whose dynamic-range file then holds the tables in int8.
+  one_hot_lookup: bool = False
   arch: str = "pqrnn"  # The model registry key (models.py).
   # "use-m3": each word's pooled USE-m3 pieces (pretrained.py) from a word
   # table, projected and added to the bottleneck: a teacher, not a model
@@ -91,9 +94,13 @@ class ModelConfig:
 
   def for_export(self) -> "ModelConfig":
     """The exported graph: float, pooling by recursive doubling (no WHILE
-    op, O(log T) ops), no dropout."""
+    op, O(log T) ops), no dropout, embeddings by one-hot matmuls."""
     return self.replace(
-      pooling="doubling", quant="none", dropout=0.0, dtype="float32"
+      pooling="doubling",
+      quant="none",
+      dropout=0.0,
+      dtype="float32",
+      one_hot_lookup=True,
     )
 
 
@@ -223,7 +230,9 @@ class Seq2Seq(nn.Module):
       dtype=compute_dtype(c.dtype),
       name="encoder",
     )
-    self.head = PointerHead(c.vocab_size, c.bottleneck, dense, einsum)
+    self.head = PointerHead(
+      c.vocab_size, c.bottleneck, dense, einsum, one_hot=c.one_hot_lookup
+    )
     nn.share_scope(self, self.head)  # Its parameters at the top level.
     self.position_embed = nn.Embed(
       c.max_target_len, c.bottleneck, name="positions"
@@ -299,7 +308,8 @@ class Seq2Seq(nn.Module):
     """One step up to the decoder output: (h [B, D], cache)."""
     t = cache["step"]
     y = self.head.embed(prev_actions_B[:, None], memory_BxTxM)[:, 0]
-    y = y + self.position_embed(t)[None]
+    one_hot = self.config.one_hot_lookup
+    y = y + lookup(self.position_embed, t, one_hot)[None]
     sums = []
     for layer, kv, s in zip(
       self.layers, cache["kv"], cache["sums"], strict=True

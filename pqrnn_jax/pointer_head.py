@@ -14,6 +14,7 @@ model uses it.
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from pqrnn_jax import targets as targets_lib
@@ -24,6 +25,17 @@ def masked_scores(sym_BxUxV, ptr_BxUxT, mask_BxT):
   sym = sym_BxUxV.at[..., targets_lib.PAD_ID].set(-jnp.inf)
   ptr = jnp.where(mask_BxT[:, None, :], ptr_BxUxT, -jnp.inf)
   return jnp.concatenate([sym, ptr], axis=-1)
+
+
+def lookup(embed: nn.Embed, ids, one_hot: bool = False):
+  """Rows of an embedding table for integer `ids` (any shape). With
+  `one_hot`, a one-hot matmul (the same rows): the exported graph's
+  FULLY_CONNECTED gets int8 weights in a dynamic-range file, where the
+  converter leaves a GATHER's table in float (~200 KB more)."""
+  if not one_hot:
+    return embed(ids)
+  table = embed.embedding
+  return jax.nn.one_hot(ids, table.shape[0], dtype=table.dtype) @ table
 
 
 class PointerHead(nn.Module):
@@ -37,6 +49,7 @@ class PointerHead(nn.Module):
     einsum: constructor of the pointer product (AQT int8), or None for
       jnp.einsum.
     embed_dtype: compute dtype of the symbol embedding (None: float32).
+    one_hot: embed symbols by a one-hot matmul (`lookup`).
   """
 
   vocab_size: int
@@ -44,6 +57,7 @@ class PointerHead(nn.Module):
   dense: Callable
   einsum: Callable | None = None
   embed_dtype: jnp.dtype | None = None
+  one_hot: bool = False
 
   def setup(self):
     self.symbol_embed = nn.Embed(
@@ -61,7 +75,10 @@ class PointerHead(nn.Module):
     """Decoder inputs [B, U, D]: a symbol's embedding, or for a pointer the
     encoder state at the pointed position through `copy_in`."""
     is_ptr = actions_BxU >= self.vocab_size
-    sym = self.symbol_embed(jnp.where(is_ptr, 0, actions_BxU))
+    ids = jnp.where(is_ptr, 0, actions_BxU)
+    sym = lookup(self.symbol_embed, ids, self.one_hot).astype(
+      self.embed_dtype or jnp.float32
+    )
     pos = jnp.clip(actions_BxU - self.vocab_size, 0, memory_BxTxM.shape[1] - 1)
     copied = jnp.take_along_axis(memory_BxTxM, pos[..., None], axis=1)
     copied = self.copy_in(copied).astype(sym.dtype)

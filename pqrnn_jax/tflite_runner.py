@@ -103,23 +103,12 @@ class TFLiteParser:
       t: encode_name(t) if "buckets" in m else "encode" for t in self.buckets
     }
     self._sigs = {}
-    step_sig = m["signatures"]["decode_step"]
-    enc_sig = m["signatures"][self._encode_names[self.t_max]]
-    enc_out = {n for n, _, _ in enc_sig["outputs"]}
-    # Encoder outputs padded to T_max: the step's inputs, zeros past t.
-    self._padded = {
-      n: np.zeros(shape, np.float32)
-      for n, shape, _ in step_sig["inputs"]
-      if n in enc_out
-    }
-    # Decoder state: what decode_step both takes and gives back (running
-    # sums, or an LSTM's c and h), zeros before the first step.
-    step_out = {n for n, _, _ in step_sig["outputs"]}
-    self._zeros = {
-      n: np.zeros(shape, np.float32)
-      for n, shape, _ in step_sig["inputs"]
-      if n in step_out
-    }
+    self.has_steps = "decode_step" in m["signatures"]
+    if host_loop and not self.has_steps:
+      raise ValueError(f"{model_path} has no decode_step for a host loop")
+    self._padded, self._zeros = (
+      self._step_buffers(m) if self.has_steps else ({}, {})
+    )
     self.constraints = host_constraints.Constraints(
       m["kinds"], self.form, self.u_max
     )
@@ -127,6 +116,20 @@ class TFLiteParser:
     self._no_pad = self.constraints.rows[-1].copy()  # Unconstrained.
     self._no_pad[targets_lib.PAD_ID] = -np.inf
     self._ids = np.zeros((2,), np.int32)
+
+  def _step_buffers(self, m):
+    """(encoder outputs padded to T_max: the step's inputs, zeros past t;
+    decoder state: what decode_step both takes and gives back, running
+    sums or an LSTM's c and h, zeros before the first step)."""
+    step_sig = m["signatures"]["decode_step"]
+    enc_sig = m["signatures"][self._encode_names[self.t_max]]
+    enc_out = {n for n, _, _ in enc_sig["outputs"]}
+    step_out = {n for n, _, _ in step_sig["outputs"]}
+    buffers = ({}, {})
+    for n, shape, _ in step_sig["inputs"]:
+      if n in enc_out or n in step_out:
+        buffers[n not in enc_out][n] = np.zeros(shape, np.float32)
+    return buffers
 
   def __del__(self):
     # Each Signature holds the interpreter's C++ wrapper. Drop them first:
@@ -141,6 +144,11 @@ class TFLiteParser:
 
   def signatures(self, t: int) -> tuple[Signature, Signature]:
     """(encode of bucket t, decode_step), made on first use."""
+    if not self.has_steps:
+      raise ValueError(
+        "this file holds parse_<t> only: the host loop and beam search need "
+        "encode_<t> and decode_step (export with --signatures steps or all)"
+      )
     if "step" not in self._sigs:
       self._sigs["step"] = Signature(self.interpreter, "decode_step")
     if t not in self._sigs:

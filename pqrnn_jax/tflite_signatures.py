@@ -33,17 +33,23 @@ def parse_name(t: int) -> str:
   return f"parse_{t}"
 
 
+SIGNATURE_SETS = ("steps", "parse", "all")
+
+
 def file_signatures(
-  max_len: int, buckets, parse_buckets=()
+  max_len: int, buckets, parse_buckets=(), steps: bool = True
 ) -> dict[str, tuple[str, int]]:
   """{name in the .tflite: (signature kind, source length)}: one encode
   per bucket, one decode_step at T_max, one `parse_<t>` (parse_graph.py)
   per length in parse_buckets. The host loop pads its encoder outputs to
   T_max (pads are masked): the step's work barely depends on T (0.043 vs
   0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB of
-  op and quantization tables in the file."""
-  names = {encode_name(t): ("encode", t) for t in buckets}
-  names["decode_step"] = ("decode_step", max_len)
+  op and quantization tables in the file. steps=False leaves out encode
+  and decode_step (a file for one-call parses only)."""
+  names = {}
+  if steps:
+    names = {encode_name(t): ("encode", t) for t in buckets}
+    names["decode_step"] = ("decode_step", max_len)
   names.update({parse_name(t): ("parse", t) for t in parse_buckets})
   return names
 

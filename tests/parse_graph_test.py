@@ -24,9 +24,15 @@ def files(tmp_path_factory):
   )
   params = _train(model_cfg, enc)
   out = tmp_path_factory.mktemp("parse")
+  # Both signature sets, so that one file's loop and host loop compare.
   runs = {
     v: export.export(
-      model_cfg, params, ontology, out / f"{v}.tflite", variant=v
+      model_cfg,
+      params,
+      ontology,
+      out / f"{v}.tflite",
+      variant=v,
+      signatures="all",
     )
     for v in ("float", "dynamic")
   }
@@ -81,6 +87,25 @@ def test_dynamic_parse_agrees_with_its_host_loop(files):
   assert agree >= 0.95, agree
 
 
+def test_default_dynamic_file_is_parse_only(files, tmp_path):
+  model_cfg, params, ontology, *_, tokens = files
+  r = export.export(
+    model_cfg, params, ontology, tmp_path / "d.tflite", variant="dynamic"
+  )
+  p = tflite_runner.TFLiteParser(r["path"])
+  assert set(p.manifest["signatures"]) == {"parse_12", "parse_24"}
+  assert not p.has_steps
+  both = tflite_runner.TFLiteParser(files[4]["dynamic"]["path"])
+  assert [p.parse_tokens(t) for t in tokens[:8]] == [
+    both.parse_tokens(t) for t in tokens[:8]
+  ]
+  with pytest.raises(ValueError, match="beam search need"):
+    p.parse_tokens(tokens[0], beam=4)
+  with pytest.raises(ValueError, match="no decode_step"):
+    tflite_runner.TFLiteParser(r["path"], host_loop=True)
+  assert r["bytes"] < files[4]["dynamic"]["bytes"]
+
+
 def test_int8_with_parse_is_refused_in_one_line(files, tmp_path):
   model_cfg, params, ontology, enc, *_ = files
   samples = calibration.calibration_samples(model_cfg, params, enc, 8)
@@ -92,5 +117,5 @@ def test_int8_with_parse_is_refused_in_one_line(files, tmp_path):
       tmp_path / "x.tflite",
       variant="int8",
       calibration=samples,
-      parse=True,
+      signatures="all",
     )

@@ -47,6 +47,7 @@ class LSTMConfig:
   max_target_len: int = 64
   dtype: str = "float32"
   quant: str = "none"  # "int8": AQT on the Dense layers; cells stay float.
+  one_hot_lookup: bool = False  # As ModelConfig's (the exported graph).
   unroll: bool = False  # Unroll the time loops (export: no WHILE op).
   arch: str = "lstm"  # The model registry key (models.py).
   # Sorted int32 fingerprints of the words, set from the training data.
@@ -73,7 +74,13 @@ class LSTMConfig:
     return dataclasses.replace(self, **kw)
 
   def for_export(self) -> "LSTMConfig":
-    return self.replace(unroll=True, quant="none", dropout=0.0, dtype="float32")
+    return self.replace(
+      unroll=True,
+      quant="none",
+      dropout=0.0,
+      dtype="float32",
+      one_hot_lookup=True,
+    )
 
   def fit(self, enc, saved=None) -> "LSTMConfig":
     """With the word vocabulary of a checkpoint's model meta `saved`, else
@@ -142,7 +149,9 @@ class LSTMSeq2Seq(nn.Module):
     )
     self.encoder = BiLSTM(c.lstm_hidden, dtype, c.unroll, name="encoder")
     # The pointer product stays float (jnp.einsum) under int8 too.
-    self.head = PointerHead(c.vocab_size, c.bottleneck, dense, None, dtype)
+    self.head = PointerHead(
+      c.vocab_size, c.bottleneck, dense, None, dtype, c.one_hot_lookup
+    )
     nn.share_scope(self, self.head)  # Its parameters at the top level.
     self.cell = nn.OptimizedLSTMCell(
       c.bottleneck, dtype=dtype, param_dtype=jnp.float32, name="decoder"
