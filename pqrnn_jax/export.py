@@ -281,6 +281,8 @@ def export(
   if variant == "int8":
     calibration_lib.check(calibration, model_cfg.max_source_len, buckets)
   parse_buckets = buckets if parse else []
+  if variant == "dynamic":  # Tables in int8 (int8 files lose accuracy).
+    model_cfg = model_cfg.replace(one_hot_lookup=True)
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:

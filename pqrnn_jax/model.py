@@ -51,8 +51,8 @@ class ModelConfig:
   # compute_dtype); params, softmax and loss: float32.
   dtype: str = "float32"
   quant: str = "none"  # "none" or "int8" (AQT; see quant.py).
-  # Embedding rows by a one-hot matmul (pointer_head.lookup): the exported
-  # graph, whose dynamic-range file then holds the tables in int8.
+  # Embedding rows by a one-hot matmul (pointer_head.lookup): set by the
+  # dynamic-range export, whose file then holds the tables in int8.
   one_hot_lookup: bool = False
   arch: str = "pqrnn"  # The model registry key (models.py).
   # "use-m3": each word's pooled USE-m3 pieces (pretrained.py) from a word
@@ -94,13 +94,9 @@ class ModelConfig:
 
   def for_export(self) -> "ModelConfig":
     """The exported graph: float, pooling by recursive doubling (no WHILE
-    op, O(log T) ops), no dropout, embeddings by one-hot matmuls."""
+    op, O(log T) ops), no dropout."""
     return self.replace(
-      pooling="doubling",
-      quant="none",
-      dropout=0.0,
-      dtype="float32",
-      one_hot_lookup=True,
+      pooling="doubling", quant="none", dropout=0.0, dtype="float32"
     )
 
 

@@ -47,7 +47,7 @@ class LSTMConfig:
   max_target_len: int = 64
   dtype: str = "float32"
   quant: str = "none"  # "int8": AQT on the Dense layers; cells stay float.
-  one_hot_lookup: bool = False  # As ModelConfig's (the exported graph).
+  one_hot_lookup: bool = False  # As ModelConfig's (dynamic export).
   unroll: bool = False  # Unroll the time loops (export: no WHILE op).
   arch: str = "lstm"  # The model registry key (models.py).
   # Sorted int32 fingerprints of the words, set from the training data.
@@ -74,13 +74,7 @@ class LSTMConfig:
     return dataclasses.replace(self, **kw)
 
   def for_export(self) -> "LSTMConfig":
-    return self.replace(
-      unroll=True,
-      quant="none",
-      dropout=0.0,
-      dtype="float32",
-      one_hot_lookup=True,
-    )
+    return self.replace(unroll=True, quant="none", dropout=0.0, dtype="float32")
 
   def fit(self, enc, saved=None) -> "LSTMConfig":
     """With the word vocabulary of a checkpoint's model meta `saved`, else
