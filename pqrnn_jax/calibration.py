@@ -9,6 +9,7 @@ from pqrnn_jax import model as model_lib
 from pqrnn_jax import models
 from pqrnn_jax.tflite_signatures import (
   DEFAULT_BUCKETS,
+  beam_step_name,
   bucket_lengths,
   encode_name,
   file_signatures,
@@ -47,7 +48,7 @@ def calibration_samples(
   idx = order[:n]
   fps, lengths = enc.fingerprints[idx].view(np.int32), enc.lengths[idx]
   encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
-  samples += _step_samples(
+  steps = _step_samples(
     model.signatures(),
     step,
     encoded,
@@ -55,7 +56,25 @@ def calibration_samples(
     enc.targets[idx],
     enc.target_lengths[idx],
   )
-  return samples
+  return samples + steps
+
+
+def with_beam_step(samples, beam: int, state: list[str]):
+  """`samples` plus, for `decode_step_k<beam>`, its decode_step samples
+  in groups of `beam`: the rows of each group's previous actions and
+  decoder `state` (names) stacked over the first one's encoding."""
+  name = beam_step_name(beam)
+  if beam < 2 or any(n == name for n, _ in samples):
+    return samples
+  steps = [named for n, named in samples if n == "decode_step"]
+  rows = set(state) | {"prev_action"}
+  out = []
+  for i in range(0, len(steps) - beam + 1, beam):
+    group = steps[i : i + beam]
+    sample = dict(group[0])
+    sample.update({k: np.concatenate([g[k] for g in group]) for k in rows})
+    out.append((name, sample))
+  return list(samples) + out
 
 
 def _joined(enc, order, t: int, count: int):
@@ -103,14 +122,16 @@ def _step_samples(specs, step, encoded, lengths, targets, tlens):
   return samples
 
 
-def check(samples, max_len, buckets) -> None:
+def check(samples, max_len, buckets, beam=0) -> None:
   """Raises unless every signature of the file has samples."""
   have = {name for name, _ in samples or ()}
-  lack = [w for w in file_signatures(max_len, buckets) if w not in have]
+  want = file_signatures(max_len, buckets, beam=beam)
+  lack = [w for w in want if w not in have]
   if lack:
     raise ValueError(
       f"variant 'int8' needs calibration samples for signatures {lack}: "
-      f"make them with calibration_samples(..., buckets={buckets})"
+      f"make them with calibration_samples(..., buckets={buckets}, "
+      f"beam={beam})"
     )
 
 

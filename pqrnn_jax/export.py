@@ -42,25 +42,31 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from pqrnn_jax import calibration as calibration_lib
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import parse_graph, projection
 from pqrnn_jax.targets import EOS_ID, PAD_ID
+from pqrnn_jax.tflite_file import (  # noqa: F401  (export.op_codes)
+  METADATA_NAME,
+  check_builtin_only,
+  embed_metadata,
+  op_codes,
+)
 from pqrnn_jax.tflite_signatures import (
   DEFAULT_BUCKETS,
   SIGNATURE_SETS,
+  beam_step_specs,
   bucket_lengths,
   file_signatures,
   signature_fns,
   signature_specs,
+  state_names,
 )
 
 VARIANTS = ("int8", "float", "dynamic")
 # The signature set of each variant's file unless told (`export`).
 DEFAULT_SIGNATURES = {"int8": "steps", "dynamic": "parse", "float": "all"}
-METADATA_NAME = "pqrnn_manifest"
+DEFAULT_BEAM = 4  # Hypotheses of the batched step (`decode_step_k4`).
 FORMAT = "pqrnn_jax.tflite/1"
 
 
@@ -68,6 +74,8 @@ def _specs(model_cfg, kind: str, t: int) -> dict:
   """{"inputs"|"outputs": [(name, shape, dtype)]} of one signature."""
   if kind == "parse":
     return parse_graph.parse_specs(model_cfg, t)
+  if kind == "beam_step":  # t is the beam.
+    return beam_step_specs(model_cfg, t)
   return signature_specs(model_cfg, t)[kind]
 
 
@@ -80,6 +88,7 @@ def save_saved_model(
   ontology=None,
   form="decoupled",
   steps=True,
+  beam=0,
 ) -> list[str]:
   """jax2tf -> SavedModel with the signatures of `file_signatures`;
   returns their names. `parse_<t>` needs the ontology (symbol kinds)."""
@@ -93,7 +102,7 @@ def save_saved_model(
   module = tf.Module()
   signatures = {}
   max_len = model_cfg.max_source_len
-  sigs = file_signatures(max_len, buckets, parse_buckets, steps)
+  sigs = file_signatures(max_len, buckets, parse_buckets, steps, beam)
   for name, (kind, t) in sigs.items():
     spec = [
       tf.TensorSpec(shape, getattr(tf, dt), name=n)
@@ -149,36 +158,6 @@ def _convert_in_subprocess(export_dir, variant, samples, out_path, keys):
     )
 
 
-def op_codes(tflite_bytes) -> dict[str, int]:
-  """Operator name -> count over all subgraphs (custom ops as CUSTOM:x)."""
-  from ai_edge_litert import schema_py_generated as schema
-
-  m = schema.Model.GetRootAs(tflite_bytes, 0)
-  names = {v: k for k, v in vars(schema.BuiltinOperator).items()}
-  codes = []
-  for i in range(m.OperatorCodesLength()):
-    oc = m.OperatorCodes(i)
-    code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-    name = names.get(code, str(code))
-    if code == schema.BuiltinOperator.CUSTOM:
-      name = f"CUSTOM:{(oc.CustomCode() or b'').decode()}"
-    codes.append(name)
-  counts = {}
-  for g in range(m.SubgraphsLength()):
-    sub = m.Subgraphs(g)
-    for o in range(sub.OperatorsLength()):
-      name = codes[sub.Operators(o).OpcodeIndex()]
-      counts[name] = counts.get(name, 0) + 1
-  return dict(sorted(counts.items()))
-
-
-def check_builtin_only(ops: dict[str, int]) -> None:
-  """Raises if any custom or Flex (select TF) op is present."""
-  bad = [k for k in ops if k.startswith("CUSTOM") or "Flex" in k]
-  if bad:
-    raise ValueError(f"non-builtin ops in the model: {bad}")
-
-
 def manifest(
   model_cfg,
   ontology,
@@ -187,11 +166,12 @@ def manifest(
   buckets,
   parse_buckets=(),
   steps=True,
+  beam=0,
 ) -> dict:
   """What a device needs beside the .tflite (see README, On-device)."""
   max_len = model_cfg.max_source_len
   sigs = {}
-  named = file_signatures(max_len, buckets, parse_buckets, steps)
+  named = file_signatures(max_len, buckets, parse_buckets, steps, beam)
   for name, (kind, t) in named.items():
     io = _specs(model_cfg, kind, t)
     sigs[name] = {
@@ -208,6 +188,8 @@ def manifest(
     "buckets": list(buckets),
     # "parse_<t>" for these t: the whole greedy parse in one call.
     "parse_buckets": list(parse_buckets),
+    # "decode_step_k<beam>": the step of `beam` hypotheses in one call.
+    "beam_step": beam if steps and beam > 1 else 0,
     "max_target_len": model_cfg.max_target_len,
     "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
     "fingerprint": "MurmurHash3_x86_32, seed 0, of the case-folded token's "
@@ -221,28 +203,6 @@ def manifest(
   }
 
 
-def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
-  """Adds the manifest JSON as TFLite metadata METADATA_NAME and drops the
-  tensor and subgraph names: the converter names every intermediate after
-  its JAX op path (~70 bytes each, ~10 % of the file), and the signatures
-  address tensors by index under their own names."""
-  from ai_edge_litert import schema_py_generated as schema
-  from tensorflow.lite.tools import flatbuffer_utils
-
-  model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
-  for subgraph in model.subgraphs:
-    subgraph.name = None
-    for tensor in subgraph.tensors:
-      tensor.name = None
-  buf = schema.BufferT()
-  buf.data = np.frombuffer(json.dumps(manifest_dict).encode(), np.uint8)
-  model.buffers.append(buf)
-  meta = schema.MetadataT()
-  meta.name, meta.buffer = METADATA_NAME, len(model.buffers) - 1
-  model.metadata = (model.metadata or []) + [meta]
-  return flatbuffer_utils.convert_object_to_bytearray(model)
-
-
 def export(
   model_cfg,
   params,
@@ -254,6 +214,7 @@ def export(
   calibration=None,
   buckets=DEFAULT_BUCKETS,
   signatures=None,
+  beam=DEFAULT_BEAM,
 ) -> dict:
   """Writes `out` (.tflite) and its .json manifest; returns a summary.
 
@@ -264,7 +225,8 @@ def export(
   (encode_<t> + decode_step: the host loop and beam search), "parse"
   (parse_<t>: one-call greedy parses) or "all"; None: "steps" for int8
   (full-int8 calibration cannot hold parse's WHILE loop), "parse" for
-  dynamic (the on-device file within 3.5 MB), "all" for float.
+  dynamic (the on-device file within 3.5 MB), "all" for float. beam: with
+  the step signatures, add `decode_step_k<beam>` (0 or 1: none).
   """
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   if variant not in VARIANTS:
@@ -278,8 +240,11 @@ def export(
       "parse signatures need a WHILE op, which full-int8 calibration "
       "cannot handle: export them with --variant dynamic or float"
     )
+  beam = beam if steps and beam > 1 else 0
   if variant == "int8":
-    calibration_lib.check(calibration, model_cfg.max_source_len, buckets)
+    state = state_names(signature_specs(model_cfg))
+    calibration = calibration_lib.with_beam_step(calibration or [], beam, state)
+    calibration_lib.check(calibration, model_cfg.max_source_len, buckets, beam)
   parse_buckets = buckets if parse else []
   if variant == "dynamic":  # Tables in int8 (int8 files lose accuracy).
     model_cfg = model_cfg.replace(one_hot_lookup=True)
@@ -288,7 +253,15 @@ def export(
   with tempfile.TemporaryDirectory() as tmp:
     saved = Path(tmp, "saved_model")
     keys = save_saved_model(
-      model_cfg, params, saved, buckets, parse_buckets, ontology, form, steps
+      model_cfg,
+      params,
+      saved,
+      buckets,
+      parse_buckets,
+      ontology,
+      form,
+      steps,
+      beam,
     )
     _convert_in_subprocess(saved, variant, calibration, str(out), keys)
   ops = op_codes(out.read_bytes())
@@ -296,7 +269,7 @@ def export(
   if ops.get("WHILE", 0) != len(parse_buckets):
     raise ValueError("the exported graph has a WHILE op (a loop not unrolled)")
   man = manifest(
-    model_cfg, ontology, form, variant, buckets, parse_buckets, steps
+    model_cfg, ontology, form, variant, buckets, parse_buckets, steps, beam
   )
   out.write_bytes(embed_metadata(out.read_bytes(), man))
   out.with_suffix(".json").write_text(json.dumps(man, indent=1) + "\n")
@@ -311,6 +284,7 @@ def export_workdir(
   which="best",
   buckets=DEFAULT_BUCKETS,
   signatures=None,
+  beam=DEFAULT_BEAM,
 ):
   """Exports a training workdir's checkpoint; returns export's summary."""
   from pqrnn_jax import checkpoints
@@ -333,6 +307,7 @@ def export_workdir(
     calibration=samples,
     buckets=buckets,
     signatures=signatures,
+    beam=beam,
   )
 
 
@@ -350,6 +325,7 @@ def main(argv):
     f.checkpoint,
     buckets,
     f.signatures,
+    f.beam_step,
   )
   print(json.dumps({k: r[k] for k in ("path", "bytes")}))
   print("ops:", " ".join(f"{k}x{v}" for k, v in r["ops"].items()))
@@ -378,5 +354,12 @@ if __name__ == "__main__":
     list(SIGNATURE_SETS),
     "steps: encode_<t> + decode_step (host loop, beam); parse: parse_<t> "
     "(one-call greedy); all. Default: int8 steps, dynamic parse, float all.",
+  )
+  flags.DEFINE_integer(
+    "beam_step",
+    DEFAULT_BEAM,
+    "With step signatures: decode_step_k<N> runs N hypotheses per call "
+    "(beam N at about the cost of greedy); 0: none.",
+    lower_bound=0,
   )
   cli.run(main, errors=(RuntimeError,))  # A failed conversion: one line.

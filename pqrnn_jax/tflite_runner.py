@@ -21,9 +21,12 @@ from ai_edge_litert.interpreter import Interpreter
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import host_constraints, projection
 from pqrnn_jax import targets as targets_lib
-from pqrnn_jax.tflite_signatures import encode_name, parse_name
-
-METADATA_NAME = "pqrnn_manifest"  # Same as export.METADATA_NAME.
+from pqrnn_jax.tflite_file import METADATA_NAME
+from pqrnn_jax.tflite_signatures import (
+  beam_step_name,
+  encode_name,
+  parse_name,
+)
 
 
 def read_manifest(model_path) -> dict:
@@ -81,6 +84,8 @@ class TFLiteParser:
     buckets: source lengths with their own signatures, ascending.
     parse_buckets: those with a one-call `parse_<t>` (float and dynamic
       files); greedy decoding uses it unless `host_loop`.
+    beam_step: K of the file's `decode_step_k<K>` (0: none); beam search
+      of that size makes one step call per step, not K.
   """
 
   def __init__(
@@ -99,6 +104,8 @@ class TFLiteParser:
     # Files without buckets have one "encode" (at T_max).
     self.buckets = list(m.get("buckets") or [self.t_max])
     self.parse_buckets = [] if host_loop else m.get("parse_buckets", [])
+    # Beam size with its own batched step (`decode_step_k<K>`), 0: none.
+    self.beam_step = m.get("beam_step", 0)
     self._encode_names = {
       t: encode_name(t) if "buckets" in m else "encode" for t in self.buckets
     }
@@ -155,6 +162,15 @@ class TFLiteParser:
       self._sigs[t] = Signature(self.interpreter, self._encode_names[t])
     return self._sigs[t], self._sigs["step"]
 
+  def _beam_signature(self, batched: bool):
+    """`decode_step_k<K>` when `batched`, made on first use; else None."""
+    if not batched:
+      return None
+    if "beam" not in self._sigs:
+      name = beam_step_name(self.beam_step)
+      self._sigs["beam"] = Signature(self.interpreter, name)
+    return self._sigs["beam"]
+
   def fingerprints(self, tokens, t: int | None = None):
     """int32 [1, t] (or [1, t, 1 + K] with token features) fingerprints
     (uint32 bits) and length [1]; t defaults to the bucket that fits."""
@@ -164,11 +180,13 @@ class TFLiteParser:
     )
     return fps.view(np.int32), length
 
-  def _start(self, fps_1xT, length_1):
+  def _start(self, fps_1xT, length_1, step=None):
     """Runs encode and loads its outputs, zero-padded to T_max, into
-    decode_step once: the step signature, ready for its first step."""
+    decode_step (or the given step signature) once: the step signature,
+    ready for its first step."""
     t = fps_1xT.shape[1]
-    enc, step = self.signatures(t)
+    enc, decode_step = self.signatures(t)
+    step = step or decode_step
     enc.set("fingerprints", fps_1xT)
     enc.set("length", length_1)
     enc.invoke()
@@ -261,6 +279,29 @@ class TFLiteParser:
       out.append((logp + self._log_probs(sym, ptr, n, *mask), acts, tree, nxt))
     return out
 
+  def _expand_batched(self, step, live, t: int, n: int, constrained: bool):
+    """As `_expand`, with every live hypothesis in one row of a single
+    `decode_step_k<K>` call (rows past the live ones idle)."""
+    k, eos = self.beam_step, targets_lib.EOS_ID
+    prev = np.full((k,), eos, np.int32)
+    prev[: len(live)] = [h[1][-1] if h[1] else eos for h in live]
+    step.set("prev_action", prev)
+    step.set("step", np.array([t], np.int32))
+    for name, zero in self._zeros.items():
+      rows = np.zeros((k, *zero.shape[1:]), np.float32)
+      rows[: len(live)] = np.concatenate([h[3][name] for h in live])
+      step.set(name, rows)
+    step.invoke()
+    sym, ptr = step.get("symbol_scores"), step.get("pointer_scores")
+    nxt = {name: step.get(name) for name in self._zeros}
+    out = []
+    for i, (logp, acts, tree, _) in enumerate(live):
+      mask = self._mask(tree, t, n, constrained)
+      state = {name: v[i : i + 1] for name, v in nxt.items()}
+      logp = logp + self._log_probs(sym[i], ptr[i], n, *mask)
+      out.append((logp, acts, tree, state))
+    return out
+
   def _grow(self, cands, beam: int):
     """The `beam` best extensions other than EOS, as live hypotheses (ties
     to the earlier beam and action, as lax.top_k)."""
@@ -284,14 +325,17 @@ class TFLiteParser:
     call each per step; those ending in EOS (scored by log-prob over the
     GNMT length penalty) go to a pool of K finished ones. Stops once no
     live hypothesis can beat the pool's worst (log-probs only fall; the
-    penalty is largest at U_max). The best's action ids, ending with EOS."""
-    step = self._start(fps_1xT, length_1)
+    penalty is largest at U_max). The best's action ids, ending with EOS.
+    A file with `decode_step_k<beam>` runs each step's K calls as one."""
+    batched = beam == self.beam_step
+    expand = self._expand_batched if batched else self._expand
+    step = self._start(fps_1xT, length_1, self._beam_signature(batched))
     n, eos = int(length_1[0]), targets_lib.EOS_ID
     pen = lambda length: decode_lib.gnmt_penalty(length, length_penalty)
     live = [(0.0, [], host_constraints.HostState(), dict(self._zeros))]
     done = []  # (score, actions), best first; earlier ones win ties.
     for t in range(self.u_max):
-      cands = self._expand(step, live, t, n, constrained)
+      cands = expand(step, live, t, n, constrained)
       ended = [(c[0][eos] / pen(t + 1), c[1] + [eos]) for c in cands]
       ended = [e for e in ended if np.isfinite(e[0])]
       done = sorted(done + ended, key=lambda e: -e[0])[:beam]

@@ -6,6 +6,8 @@ functions its `export_encode` / `export_decode_step`, which take T from
 their inputs.
 """
 
+import jax.numpy as jnp
+
 from pqrnn_jax import models
 
 # Source lengths below T_max that get their own encode: a parse runs at the
@@ -28,6 +30,11 @@ def encode_name(t: int) -> str:
   return f"encode_{t}"
 
 
+def beam_step_name(k: int) -> str:
+  """Name in the .tflite of the decode step over k hypotheses at once."""
+  return f"decode_step_k{k}"
+
+
 def parse_name(t: int) -> str:
   """Name in the .tflite of the one-call greedy parse of bucket length t."""
   return f"parse_{t}"
@@ -37,7 +44,7 @@ SIGNATURE_SETS = ("steps", "parse", "all")
 
 
 def file_signatures(
-  max_len: int, buckets, parse_buckets=(), steps: bool = True
+  max_len: int, buckets, parse_buckets=(), steps: bool = True, beam: int = 0
 ) -> dict[str, tuple[str, int]]:
   """{name in the .tflite: (signature kind, source length)}: one encode
   per bucket, one decode_step at T_max, one `parse_<t>` (parse_graph.py)
@@ -45,11 +52,15 @@ def file_signatures(
   T_max (pads are masked): the step's work barely depends on T (0.043 vs
   0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB of
   op and quantization tables in the file. steps=False leaves out encode
-  and decode_step (a file for one-call parses only)."""
+  and decode_step (a file for one-call parses only); beam > 1 adds
+  `decode_step_k<beam>` (kind "beam_step", with the beam for a length):
+  the step of `beam` hypotheses in one call."""
   names = {}
   if steps:
     names = {encode_name(t): ("encode", t) for t in buckets}
     names["decode_step"] = ("decode_step", max_len)
+    if beam > 1:
+      names[beam_step_name(beam)] = ("beam_step", beam)
   names.update({parse_name(t): ("parse", t) for t in parse_buckets})
   return names
 
@@ -68,6 +79,20 @@ def state_names(specs) -> list[str]:
   return [n for n, _, _ in specs["decode_step"]["inputs"] if n in outs]
 
 
+def beam_step_specs(model_cfg, k: int) -> dict:
+  """`decode_step_k<k>`: decode_step's inputs and outputs with k rows for
+  the previous action, the decoder state and every output; the encoder's
+  tensors and `step`, `length` stay one row (shared by the hypotheses)."""
+  specs = signature_specs(model_cfg)
+  rows = set(state_names(specs)) | {"prev_action"}
+  wide = lambda n, sh, dt: (n, (k, *sh[1:]), dt)
+  step = specs["decode_step"]
+  return {
+    "inputs": [wide(*x) if x[0] in rows else x for x in step["inputs"]],
+    "outputs": [wide(*x) for x in step["outputs"]],
+  }
+
+
 def signature_fns(model_cfg, params) -> dict:
   """Plain JAX functions of the signatures' inputs (positional, in the order
   of `signature_specs`) -> dict of outputs; parameters are constants. The
@@ -84,4 +109,13 @@ def signature_fns(model_cfg, params) -> dict:
     named = dict(zip(names, args, strict=True))
     return model.apply(variables, named, method="export_decode_step")
 
-  return {"encode": encode, "decode_step": decode_step}
+  def beam_step(*args):
+    """decode_step over K rows: the one-row inputs broadcast to K."""
+    named = dict(zip(names, args, strict=True))
+    k = named["prev_action"].shape[0]
+    for n, x in named.items():
+      if n != "step" and x.shape[0] != k:
+        named[n] = jnp.broadcast_to(x, (k, *x.shape[1:]))
+    return model.apply(variables, named, method="export_decode_step")
+
+  return {"encode": encode, "decode_step": decode_step, "beam_step": beam_step}

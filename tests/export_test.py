@@ -266,6 +266,11 @@ def test_runner_beam_equals_jax_beam(exported):
   want = parser.parse_tokens(tokens, beam_size=4)
   got = [p.parse_tokens(t, beam=4) for t in tokens]
   assert got == want
+  # The K hypotheses ran as one decode_step_k4 call a step; one call per
+  # hypothesis gives the same parses.
+  assert p.beam_step == 4 and "beam" in p._sigs
+  p.beam_step = 0
+  assert [p.parse_tokens(t, beam=4) for t in tokens] == want
   # Beam 1 is greedy under constraints, on device as in JAX.
   greedy = [p.parse_tokens(t) for t in tokens]
   assert greedy == [p.parse_tokens(t, beam=1) for t in tokens]
