@@ -83,8 +83,9 @@ def get_config():
   # tokens per batch (every token weighs alike), "batch" = this batch's.
   t.ema_decay = 0.0  # > 0: also keep an average of the parameters, which is
   # then what is evaluated and saved to best/ (e.g. 0.999); 0 = off.
-  t.buckets = 8  # Length buckets, shapes chosen from the data to cut
-  # padding (input_pipeline.bucket_shapes): one compiled step each.
+  t.buckets = 3  # Length buckets, shapes chosen from the data to cut
+  # padding (input_pipeline.bucket_shapes): one compiled step each. More
+  # buckets run faster per step but learn less per step (docs/RESULTS.md).
   t.devices = 0  # Local devices to train on; 0 = all.
   t.stop_after = 0  # Stop (with a checkpoint) after this many steps of this
   # run, for time-boxed jobs; 0 = run to num_steps. Rerun to resume.

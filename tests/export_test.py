@@ -54,8 +54,9 @@ def _train(model_cfg, enc, steps=150, seed=0):
   return params
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def tiny_trained():
+  """(model config, parameters, ontology, encoded train data) of the tiny
+  config trained by `_train`, without dropout."""
   cfg = tiny.get_config()
   train = input_pipeline.load_split(cfg.data, "train")
   ontology = targets_lib.Ontology.build(e.parse for e in train)
@@ -66,7 +67,12 @@ def exported(tmp_path_factory):
   model_cfg = models.from_config(m, len(ontology)).replace(
     dropout=0.0, zoneout=0.0
   )
-  params = _train(model_cfg, enc)
+  return model_cfg, _train(model_cfg, enc), ontology, enc
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  model_cfg, params, ontology, enc = tiny_trained()
   samples = calibration.calibration_samples(model_cfg, params, enc, 48)
   out = tmp_path_factory.mktemp("export")
   runs = {

@@ -5,24 +5,13 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from pqrnn_jax import calibration, export, input_pipeline, models, tflite_runner
-from pqrnn_jax import targets as targets_lib
-from tests.export_test import _train
+from pqrnn_jax import calibration, export, input_pipeline, tflite_runner
+from tests.export_test import tiny_trained
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-  cfg = tiny.get_config()
-  train = input_pipeline.load_split(cfg.data, "train")
-  ontology = targets_lib.Ontology.build(e.parse for e in train)
-  m = cfg.model
-  enc = input_pipeline.encode(
-    train, ontology, m.max_source_len, m.max_target_len
-  )
-  model_cfg = models.from_config(m, len(ontology)).replace(
-    dropout=0.0, zoneout=0.0
-  )
-  params = _train(model_cfg, enc)
+  model_cfg, params, ontology, enc = tiny_trained()
   out = tmp_path_factory.mktemp("parse")
   # Both signature sets, so that one file's loop and host loop compare.
   runs = {
@@ -36,8 +25,9 @@ def files(tmp_path_factory):
     )
     for v in ("float", "dynamic")
   }
-  tokens = [e.tokens for e in input_pipeline.load_split(cfg.data, "test")]
-  tokens += [e.tokens for e in train]
+  data = tiny.get_config().data
+  tokens = [e.tokens for e in input_pipeline.load_split(data, "test")]
+  tokens += [e.tokens for e in input_pipeline.load_split(data, "train")]
   return model_cfg, params, ontology, enc, runs, tokens
 
 
