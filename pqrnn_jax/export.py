@@ -66,7 +66,11 @@ from pqrnn_jax.tflite_signatures import (
 VARIANTS = ("int8", "float", "dynamic")
 # The signature set of each variant's file unless told (`export`).
 DEFAULT_SIGNATURES = {"int8": "steps", "dynamic": "parse", "float": "all"}
-DEFAULT_BEAM = 4  # Hypotheses of the batched step (`decode_step_k4`).
+# Hypotheses of a batched step `decode_step_k<N>`; 0: none. Off by default:
+# on MTOP en it runs 17x slower than decode_step for 4 rows (it broadcasts
+# the cache to every row; docs/RESULTS.md), so beam search is faster with
+# one decode_step call per hypothesis.
+DEFAULT_BEAM = 0
 FORMAT = "pqrnn_jax.tflite/1"
 
 
@@ -358,8 +362,8 @@ if __name__ == "__main__":
   flags.DEFINE_integer(
     "beam_step",
     DEFAULT_BEAM,
-    "With step signatures: decode_step_k<N> runs N hypotheses per call "
-    "(beam N at about the cost of greedy); 0: none.",
+    "With step signatures: decode_step_k<N> runs N beam hypotheses per "
+    "call (slower than N decode_step calls today); 0: none.",
     lower_bound=0,
   )
   cli.run(main, errors=(RuntimeError,))  # A failed conversion: one line.

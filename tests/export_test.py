@@ -83,6 +83,7 @@ def exported(tmp_path_factory):
       out / f"{v}.tflite",
       variant=v,
       calibration=samples if v == "int8" else None,
+      beam=4,  # decode_step_k4 too (off by default), int8-calibrated.
     )
     for v in ("float", "int8")
   }
