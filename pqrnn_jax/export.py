@@ -207,6 +207,23 @@ def manifest(
   }
 
 
+def _what_to_export(variant: str, signatures, beam: int):
+  """(step signatures?, parse signatures?, batched beam) of a file, or a
+  one-line error for a combination the converter cannot make."""
+  if variant not in VARIANTS:
+    raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
+  which = signatures or DEFAULT_SIGNATURES[variant]
+  if which not in SIGNATURE_SETS:
+    raise ValueError(f"signatures={which!r}: choose one of {SIGNATURE_SETS}")
+  steps, parse = which != "parse", which != "steps"
+  if variant == "int8" and parse:
+    raise ValueError(
+      "parse signatures need a WHILE op, which full-int8 calibration "
+      "cannot handle: export them with --variant dynamic or float"
+    )
+  return steps, parse, beam if steps and beam > 1 else 0
+
+
 def export(
   model_cfg,
   params,
@@ -233,18 +250,7 @@ def export(
   the step signatures, add `decode_step_k<beam>` (0 or 1: none).
   """
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
-  if variant not in VARIANTS:
-    raise ValueError(f"variant={variant!r}: choose one of {VARIANTS}")
-  which = signatures or DEFAULT_SIGNATURES[variant]
-  if which not in SIGNATURE_SETS:
-    raise ValueError(f"signatures={which!r}: choose one of {SIGNATURE_SETS}")
-  steps, parse = which != "parse", which != "steps"
-  if variant == "int8" and parse:
-    raise ValueError(
-      "parse signatures need a WHILE op, which full-int8 calibration "
-      "cannot handle: export them with --variant dynamic or float"
-    )
-  beam = beam if steps and beam > 1 else 0
+  steps, parse, beam = _what_to_export(variant, signatures, beam)
   if variant == "int8":
     state = state_names(signature_specs(model_cfg))
     calibration = calibration_lib.with_beam_step(calibration or [], beam, state)

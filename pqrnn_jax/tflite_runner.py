@@ -132,11 +132,9 @@ class TFLiteParser:
     enc_sig = m["signatures"][self._encode_names[self.t_max]]
     enc_out = {n for n, _, _ in enc_sig["outputs"]}
     step_out = {n for n, _, _ in step_sig["outputs"]}
-    buffers = ({}, {})
-    for n, shape, _ in step_sig["inputs"]:
-      if n in enc_out or n in step_out:
-        buffers[n not in enc_out][n] = np.zeros(shape, np.float32)
-    return buffers
+    zeros = {n: np.zeros(sh, np.float32) for n, sh, _ in step_sig["inputs"]}
+    padded = {n: z for n, z in zeros.items() if n in enc_out}
+    return padded, {n: z for n, z in zeros.items() if n in step_out}
 
   def __del__(self):
     # Each Signature holds the interpreter's C++ wrapper. Drop them first:
@@ -367,7 +365,7 @@ def main(argv):
   utterances = argv[1:] or [line.rstrip("\n") for line in sys.stdin]
   if not Path(f.model).exists():
     raise FileNotFoundError(f"no model file {f.model}")
-  parser = TFLiteParser(f.model, num_threads=f.threads)
+  parser = TFLiteParser(f.model, num_threads=f.threads, host_loop=f.host_loop)
   for u in utterances:
     tokens = tokenizer.tokenize(u, locale=f.locale)
     print(parser.parse_tokens(tokens, beam=f.beam))
@@ -382,4 +380,7 @@ if __name__ == "__main__":
   flags.DEFINE_integer("threads", 1, "Interpreter threads.")
   flags.DEFINE_string("locale", "", "Locale hint for the tokenizer.")
   flags.DEFINE_integer("beam", 1, "Beam size (1: greedy).", lower_bound=1)
+  flags.DEFINE_bool(
+    "host_loop", False, "Greedy through decode_step, not parse_<t>."
+  )
   cli.run(main)
