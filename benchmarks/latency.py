@@ -51,6 +51,12 @@ flags.DEFINE_string("out", "", "JSON output path.")
 flags.DEFINE_list(
   "beams", ["1"], "Beam sizes; beams > 1 run the pQRNN int8 file only."
 )
+flags.DEFINE_integer(
+  "beam_step",
+  0,
+  "Export the step files with decode_step_k<N> (export --beam_step); beam "
+  "N then runs both batched and one call per hypothesis.",
+)
 flags.DEFINE_list(
   "buckets",
   [str(b) for b in tflite_signatures.DEFAULT_BUCKETS],
@@ -115,16 +121,19 @@ def time_parse_calls(path, token_lists, host=None) -> dict:
   }
 
 
-def time_file(path, token_lists, beam: int = 1) -> dict:
+def time_file(path, token_lists, beam: int = 1, batched=True) -> dict:
   """Latency parts of one .tflite over token lists, one parse at a time:
   whole parse, `encode` and `decode_step` invokes, and the host's share
   (everything else: fingerprints, tensor copies, masks, argmax) per step."""
   parser = tflite_runner.TFLiteParser(path, num_threads=1, host_loop=True)
+  parser.beam_step = parser.beam_step if batched else 0
   enc_s, step_s = {t: [] for t in parser.buckets}, []
   for t in parser.buckets:
     enc, step = parser.signatures(t)
     _timed(enc, enc_s[t])
   _timed(step, step_s)  # One decode_step for every bucket.
+  if parser.beam_step and beam == parser.beam_step:  # Its batched step.
+    _timed(parser._beam_signature(True), step_s)
   for t in parser.buckets:
     parser.parse_tokens(["x"] * t, beam=beam)  # Warm-up: first invokes.
     enc_s[t].clear()
@@ -181,6 +190,7 @@ def _exports(tmp: Path) -> dict[str, str]:
         FLAGS.calibration,
         buckets=_buckets(),
         signatures=which,
+        beam=FLAGS.beam_step,
       )
       files[f"pqrnn_{name}"] = str(out)
   if FLAGS.lstm_workdir:
@@ -231,6 +241,10 @@ def main(argv):
       if "pqrnn_int8" in files:
         rows[f"pqrnn_int8_beam{beam}"] = time_file(
           files["pqrnn_int8"], tokens, beam
+        )
+      if "pqrnn_int8" in files and beam == FLAGS.beam_step:
+        rows[f"pqrnn_int8_beam{beam}_per_hypothesis"] = time_file(
+          files["pqrnn_int8"], tokens, beam, batched=False
         )
   result = {
     "file": str(path),

@@ -103,3 +103,11 @@ class MAttLayer(nn.Module):
     a_self = running_sum_BxD / (t + 1.0)
     out = self._merge(y_BxD[:, None], a_self[:, None], kv, mask_BxT, True)
     return out[:, 0], running_sum_BxD
+
+  def step_rows(self, y_BxKxD, running_sum_BxKxD, t, kv, mask_BxT):
+    """`step` for K hypotheses per source row, each with its own running
+    sum, all reading the row's one encoder cache `kv` (K queries of the
+    cross-attention): [B, K, D] in and out."""
+    running = running_sum_BxKxD + self.w_v(y_BxKxD).astype(jnp.float32)
+    a_self = running / (t + 1.0)
+    return self._merge(y_BxKxD, a_self, kv, mask_BxT, True), running

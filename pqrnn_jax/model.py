@@ -301,16 +301,19 @@ class Seq2Seq(nn.Module):
     }
 
   def step_hidden(self, cache, memory_BxTxM, mask_BxT, prev_actions_B):
-    """One step up to the decoder output: (h [B, D], cache)."""
-    t = cache["step"]
-    y = self.head.embed(prev_actions_B[:, None], memory_BxTxM)[:, 0]
-    one_hot = self.config.one_hot_lookup
-    y = y + lookup(self.position_embed, t, one_hot)[None]
+    """One step up to the decoder output: (h [B, D], cache); with K
+    hypotheses per source row (actions [B, K], sums [B, K, D]), [B, K, D]."""
+    t, rows = cache["step"], prev_actions_B.ndim == 2
+    prev = prev_actions_B if rows else prev_actions_B[:, None]
+    y = self.head.embed(prev, memory_BxTxM)
+    y = y if rows else y[:, 0]
+    y = y + lookup(self.position_embed, t, self.config.one_hot_lookup)
     sums = []
     for layer, kv, s in zip(
       self.layers, cache["kv"], cache["sums"], strict=True
     ):
-      y, s = layer.step(y, s, t, kv, mask_BxT)
+      step = layer.step_rows if rows else layer.step
+      y, s = step(y, s, t, kv, mask_BxT)
       sums.append(s)
     return y, dict(cache, sums=sums, step=t + 1)
 
@@ -350,7 +353,8 @@ class Seq2Seq(nn.Module):
     return out
 
   def export_decode_step(self, named: dict) -> dict:
-    """`decode_step`: named inputs -> named outputs, scores unmasked."""
+    """`decode_step`: named inputs -> named outputs, scores unmasked; K
+    rows of `prev_action` and `sum*` run K hypotheses at once."""
     layers = range(self.config.decoder_layers)
     mask_1xT = source_mask(named["length"], named["memory"].shape[1])
     cache = {
@@ -359,12 +363,18 @@ class Seq2Seq(nn.Module):
       "pointer_keys": named["pointer_keys"],
       "step": named["step"][0],
     }
-    h, cache = self.step_hidden(
-      cache, named["memory"], mask_1xT, named["prev_action"]
+    prev = named["prev_action"]
+    rows = prev.shape[0] > named["memory"].shape[0]  # K beam hypotheses.
+    if rows:  # As K queries of the one source: [1, K] actions, [1, K, D].
+      prev, cache["sums"] = prev[None], [s[None] for s in cache["sums"]]
+    h, cache = self.step_hidden(cache, named["memory"], mask_1xT, prev)
+    sym, ptr = self.head.raw_scores(
+      h if rows else h[:, None], cache["pointer_keys"]
     )
-    sym, ptr = self.head.raw_scores(h[:, None], cache["pointer_keys"])
-    out = {"symbol_scores": sym[:, 0], "pointer_scores": ptr[:, 0]}
-    out.update({f"sum{i}": s for i, s in enumerate(cache["sums"])})
+    pick = (lambda x: x[0]) if rows else (lambda x: x[:, 0])
+    out = {"symbol_scores": pick(sym), "pointer_scores": pick(ptr)}
+    sums = [s[0] if rows else s for s in cache["sums"]]
+    out.update({f"sum{i}": s for i, s in enumerate(sums)})
     return out
 
 

@@ -110,11 +110,12 @@ def signature_fns(model_cfg, params) -> dict:
     return model.apply(variables, named, method="export_decode_step")
 
   def beam_step(*args):
-    """decode_step over K rows: the one-row inputs broadcast to K."""
+    """decode_step over K rows. pQRNN-MAtt takes them as K queries of its
+    one cache; other models get the one-row inputs broadcast to K."""
     named = dict(zip(names, args, strict=True))
     k = named["prev_action"].shape[0]
     for n, x in named.items():
-      if n != "step" and x.shape[0] != k:
+      if cfg.arch != "pqrnn" and n != "step" and x.shape[0] != k:
         named[n] = jnp.broadcast_to(x, (k, *x.shape[1:]))
     return model.apply(variables, named, method="export_decode_step")
 
