@@ -16,7 +16,8 @@ graph: the converter turns `lax.switch` into an IF / STABLEHLO_CASE whose
 operands are all the encoder's weights, copied on every call (an encode of
 bucket 12 then takes 2.7x as long), and whose branches it wires with one
 operand in the place of another. A signature at T_max alone would encode
-every utterance at T_max (4.6x the work of bucket 12).
+every utterance at T_max (encode at 24 tokens already takes 2.7x as long
+as at 12, docs/RESULTS.md).
 """
 
 import jax
