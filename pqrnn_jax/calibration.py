@@ -48,7 +48,7 @@ def calibration_samples(
   idx = order[:n]
   fps, lengths = enc.fingerprints[idx].view(np.int32), enc.lengths[idx]
   encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
-  steps = _step_samples(
+  samples += _step_samples(
     model.signatures(),
     step,
     encoded,
@@ -56,7 +56,7 @@ def calibration_samples(
     enc.targets[idx],
     enc.target_lengths[idx],
   )
-  return samples + steps
+  return samples
 
 
 def with_beam_step(samples, beam: int, state: list[str]):
@@ -130,8 +130,8 @@ def check(samples, max_len, buckets, beam=0) -> None:
   if lack:
     raise ValueError(
       f"variant 'int8' needs calibration samples for signatures {lack}: "
-      f"make them with calibration_samples(..., buckets={buckets}, "
-      f"beam={beam})"
+      f"make them with calibration_samples(..., buckets={buckets})"
+      + (" and with_beam_step" if beam > 1 else "")
     )
 
 

@@ -99,10 +99,10 @@ class MAttLayer(nn.Module):
 
   def step(self, y_BxD, running_sum_BxD, t, kv, mask_BxT):
     """One decoding step t (0-based); returns (output, new running sum)."""
-    running_sum_BxD = running_sum_BxD + self.w_v(y_BxD).astype(jnp.float32)
-    a_self = running_sum_BxD / (t + 1.0)
-    out = self._merge(y_BxD[:, None], a_self[:, None], kv, mask_BxT, True)
-    return out[:, 0], running_sum_BxD
+    out, s = self.step_rows(
+      y_BxD[:, None], running_sum_BxD[:, None], t, kv, mask_BxT
+    )
+    return out[:, 0], s[:, 0]
 
   def step_rows(self, y_BxKxD, running_sum_BxKxD, t, kv, mask_BxT):
     """`step` for K hypotheses per source row, each with its own running

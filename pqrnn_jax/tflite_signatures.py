@@ -114,9 +114,9 @@ def signature_fns(model_cfg, params) -> dict:
     one cache; other models get the one-row inputs broadcast to K."""
     named = dict(zip(names, args, strict=True))
     k = named["prev_action"].shape[0]
-    for n, x in named.items():
-      if cfg.arch != "pqrnn" and n != "step" and x.shape[0] != k:
-        named[n] = jnp.broadcast_to(x, (k, *x.shape[1:]))
+    if cfg.arch != "pqrnn":
+      wide = lambda x: jnp.broadcast_to(x, (k, *x.shape[1:]))
+      named = {n: x if n == "step" else wide(x) for n, x in named.items()}
     return model.apply(variables, named, method="export_decode_step")
 
   return {"encode": encode, "decode_step": decode_step, "beam_step": beam_step}

@@ -70,12 +70,14 @@ def tiny_trained():
   return model_cfg, _train(model_cfg, enc), ontology, enc
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-  model_cfg, params, ontology, enc = tiny_trained()
-  samples = calibration.calibration_samples(model_cfg, params, enc, 48)
-  out = tmp_path_factory.mktemp("export")
-  runs = {
+def export_each(trained, out, variants, **kw) -> dict:
+  """variant -> export summary of `tiny_trained()`'s model, files in out;
+  int8 calibrated on 48 training utterances."""
+  model_cfg, params, ontology, enc = trained
+  samples = None
+  if "int8" in variants:
+    samples = calibration.calibration_samples(model_cfg, params, enc, 48)
+  return {
     v: export.export(
       model_cfg,
       params,
@@ -83,11 +85,19 @@ def exported(tmp_path_factory):
       out / f"{v}.tflite",
       variant=v,
       calibration=samples if v == "int8" else None,
-      beam=4,  # decode_step_k4 too (off by default), int8-calibrated.
+      **kw,
     )
-    for v in ("float", "int8")
+    for v in variants
   }
-  return model_cfg, params, ontology, enc, runs
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  trained = tiny_trained()
+  out = tmp_path_factory.mktemp("export")
+  # decode_step_k4 too (off by default), int8-calibrated.
+  runs = export_each(trained, out, ("float", "int8"), beam=4)
+  return (*trained, runs)
 
 
 def _output_steps(path) -> dict:

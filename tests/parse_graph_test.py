@@ -6,25 +6,16 @@ import pytest
 
 from configs import tiny
 from pqrnn_jax import calibration, export, input_pipeline, tflite_runner
-from tests.export_test import tiny_trained
+from tests.export_test import export_each, tiny_trained
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-  model_cfg, params, ontology, enc = tiny_trained()
+  trained = tiny_trained()
+  model_cfg, params, ontology, enc = trained
   out = tmp_path_factory.mktemp("parse")
   # Both signature sets, so that one file's loop and host loop compare.
-  runs = {
-    v: export.export(
-      model_cfg,
-      params,
-      ontology,
-      out / f"{v}.tflite",
-      variant=v,
-      signatures="all",
-    )
-    for v in ("float", "dynamic")
-  }
+  runs = export_each(trained, out, ("float", "dynamic"), signatures="all")
   data = tiny.get_config().data
   tokens = [e.tokens for e in input_pipeline.load_split(data, "test")]
   tokens += [e.tokens for e in input_pipeline.load_split(data, "train")]
