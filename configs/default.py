@@ -76,6 +76,7 @@ def get_config():
   t.num_steps = 1000
   t.learning_rate = 2e-3
   t.warmup_steps = 100
+  t.end_lr_fraction = 0.01  # The cosine decay ends at this * learning_rate.
   t.weight_decay = 0.01
   t.grad_clip = 1.0
   t.label_smoothing = 0.1

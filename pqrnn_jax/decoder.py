@@ -18,6 +18,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# JAX name scope of computations that int8 files keep in float (export.py).
+FLOAT_SCOPE = "keep_float"
+
 
 def masked_softmax(logits, mask):
   """Softmax over the last axis where `mask` (broadcastable) is true.
@@ -108,6 +111,10 @@ class MAttLayer(nn.Module):
     """`step` for K hypotheses per source row, each with its own running
     sum, all reading the row's one encoder cache `kv` (K queries of the
     cross-attention): [B, K, D] in and out."""
-    running = running_sum_BxKxD + self.w_v(y_BxKxD).astype(jnp.float32)
-    a_self = running / (t + 1.0)
+    v = self.w_v(y_BxKxD).astype(jnp.float32)
+    # A sum's range grows with t: one int8 scale cannot fit every step
+    # (early steps lose most), so int8 files keep this scope in float.
+    with jax.named_scope(FLOAT_SCOPE):
+      running = running_sum_BxKxD + v
+      a_self = running / (t + 1.0)
     return self._merge(y_BxKxD, a_self, kv, mask_BxT, True), running

@@ -12,11 +12,11 @@ same float parameters), QRNN pooling by recursive doubling (no loop),
 batch 1 -> jax2tf -> SavedModel with an `encode_<t>` per length bucket t
 and one `decode_step` (`file_signatures`) -> TFLite converter, default
 flags; constants shared by the signatures are stored once.
-"float"; "dynamic": int8 weights; "int8": full integer, int8 weights and
-activations (float only at the inputs and outputs), ranges calibrated on
-training utterances run through encode and teacher-forced decode steps.
-The converter runs in a subprocess: full-int8 calibration segfaults on
-some graphs (WHILE ops), and a crash must be an error, not a dead parent.
+"float"; "dynamic": int8 weights; "int8": int8 weights and activations
+(ranges calibrated on training utterances run through encode and
+teacher-forced decode steps), float at the inputs, the outputs and the
+decoder's running sums. The converter runs in a subprocess: full-int8
+calibration segfaults on WHILE ops; a crash must be an error.
 
 `parse_<t>` (parse_graph.py; float and dynamic files) is the whole greedy
 parse in one call: encode, then the step in a WHILE loop with the tree
@@ -35,10 +35,6 @@ own int8 range): an in-graph -inf mask would ruin the calibrated ranges.
 """
 
 import json
-import os
-import pickle
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -46,6 +42,7 @@ from pqrnn_jax import calibration as calibration_lib
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import parse_graph, projection
 from pqrnn_jax.targets import EOS_ID, PAD_ID
+from pqrnn_jax.tflite_convert import convert_in_subprocess
 from pqrnn_jax.tflite_file import (  # noqa: F401  (export.op_codes)
   METADATA_NAME,
   check_builtin_only,
@@ -122,45 +119,6 @@ def save_saved_model(
   return list(signatures)
 
 
-def convert_saved_model(export_dir, variant, calibration_path, out_path, keys):
-  """TFLite converter on a SavedModel (meant to run in a subprocess);
-  keys: the signature names, comma-separated. Identical constants of the
-  buckets' subgraphs are stored once (the converter deduplicates buffers)."""
-  import tensorflow as tf
-
-  conv = tf.lite.TFLiteConverter.from_saved_model(
-    str(export_dir), signature_keys=keys.split(",")
-  )
-  if variant != "float":
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-  if variant == "int8":
-    samples = pickle.loads(Path(calibration_path).read_bytes())
-    conv.representative_dataset = lambda: iter(samples)
-  Path(out_path).write_bytes(conv.convert())
-
-
-def _convert_in_subprocess(export_dir, variant, samples, out_path, keys):
-  calib = Path(export_dir).with_suffix(".calibration.pkl")
-  calib.write_bytes(pickle.dumps(samples or []))
-  code = (
-    "import sys; from pqrnn_jax.export import convert_saved_model as c; "
-    "c(*sys.argv[1:])"
-  )
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-  cmd = [sys.executable, "-c", code, str(export_dir), variant, str(calib)]
-  r = subprocess.run(
-    cmd + [str(out_path), ",".join(keys)],
-    capture_output=True,
-    text=True,
-    env=env,
-  )
-  if r.returncode != 0:
-    how = f"signal {-r.returncode}" if r.returncode < 0 else r.returncode
-    raise RuntimeError(
-      f"TFLite conversion ({variant}) failed with {how}:\n{r.stderr[-3000:]}"
-    )
-
-
 def manifest(
   model_cfg,
   ontology,
@@ -223,6 +181,15 @@ def _what_to_export(variant: str, signatures, beam: int):
   return steps, parse, beam if steps and beam > 1 else 0
 
 
+def _checked_ops(path, loops: int) -> dict:
+  """The file's op counts; raises on a non-builtin op or a stray loop."""
+  ops = op_codes(Path(path).read_bytes())
+  check_builtin_only(ops)
+  if ops.get("WHILE", 0) != loops:
+    raise ValueError("the exported graph has a WHILE op (a loop not unrolled)")
+  return ops
+
+
 def export(
   model_cfg,
   params,
@@ -235,6 +202,7 @@ def export(
   buckets=DEFAULT_BUCKETS,
   signatures=None,
   beam=DEFAULT_BEAM,
+  float_ops=(),
 ) -> dict:
   """Writes `out` (.tflite) and its .json manifest; returns a summary.
 
@@ -247,11 +215,11 @@ def export(
   (full-int8 calibration cannot hold parse's WHILE loop), "parse" for
   dynamic (the on-device file within 3.5 MB), "all" for float. beam: with
   the step signatures, add `decode_step_k<beam>` (0 or 1: none).
-  """
+  float_ops: int8: TFLite op names kept in float (e.g. "SOFTMAX")."""
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   steps, parse, beam = _what_to_export(variant, signatures, beam)
+  state = state_names(signature_specs(model_cfg))
   if variant == "int8":
-    state = state_names(signature_specs(model_cfg))
     calibration = calibration_lib.with_beam_step(calibration or [], beam, state)
     calibration_lib.check(calibration, model_cfg.max_source_len, buckets, beam)
   parse_buckets = buckets if parse else []
@@ -272,11 +240,10 @@ def export(
       steps,
       beam,
     )
-    _convert_in_subprocess(saved, variant, calibration, str(out), keys)
-  ops = op_codes(out.read_bytes())
-  check_builtin_only(ops)
-  if ops.get("WHILE", 0) != len(parse_buckets):
-    raise ValueError("the exported graph has a WHILE op (a loop not unrolled)")
+    convert_in_subprocess(
+      saved, variant, calibration, str(out), keys, float_ops, state
+    )
+  ops = _checked_ops(out, len(parse_buckets))
   man = manifest(
     model_cfg, ontology, form, variant, buckets, parse_buckets, steps, beam
   )
@@ -294,6 +261,7 @@ def export_workdir(
   buckets=DEFAULT_BUCKETS,
   signatures=None,
   beam=DEFAULT_BEAM,
+  float_ops=(),
 ):
   """Exports a training workdir's checkpoint; returns export's summary."""
   from pqrnn_jax import checkpoints
@@ -317,6 +285,7 @@ def export_workdir(
     buckets=buckets,
     signatures=signatures,
     beam=beam,
+    float_ops=float_ops,
   )
 
 

@@ -58,3 +58,25 @@ def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
   meta.name, meta.buffer = METADATA_NAME, len(model.buffers) - 1
   model.metadata = (model.metadata or []) + [meta]
   return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+def tensors_named(tflite_bytes, scope: str, outputs=()) -> list[str]:
+  """Names of the tensors, in any subgraph, under the JAX name scope
+  `scope`, plus those that any signature outputs under a name in
+  `outputs`: the nodes an int8 conversion can be told to leave in float."""
+  from ai_edge_litert import schema_py_generated as schema
+
+  m = schema.Model.GetRootAs(tflite_bytes, 0)
+  found = set()
+  for g in range(m.SubgraphsLength()):
+    sub = m.Subgraphs(g)
+    names = [sub.Tensors(i).Name().decode() for i in range(sub.TensorsLength())]
+    found |= {n for n in names if f"/{scope}/" in n}
+    for s in range(m.SignatureDefsLength()):
+      sig = m.SignatureDefs(s)
+      if sig.SubgraphIndex() != g:
+        continue
+      for o in range(sig.OutputsLength()):
+        if sig.Outputs(o).Name().decode() in outputs:
+          found.add(names[sig.Outputs(o).TensorIndex()])
+  return sorted(found)

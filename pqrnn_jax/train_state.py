@@ -46,18 +46,26 @@ class TrainState(train_state.TrainState):
     return self if self.ema is None else self.replace(params=self.ema)
 
 
-def make_optimizer(train_cfg) -> optax.GradientTransformation:
-  """AdamW with linear warmup, cosine decay and global-norm clipping."""
-  schedule = optax.warmup_cosine_decay_schedule(
+def learning_rate_schedule(train_cfg) -> optax.Schedule:
+  """Linear warmup to `learning_rate`, then a cosine decay that ends at
+  `end_lr_fraction` of it at `num_steps` (0.01 in configs older than the
+  key)."""
+  return optax.warmup_cosine_decay_schedule(
     0.0,
     train_cfg.learning_rate,
     train_cfg.warmup_steps,
     max(train_cfg.num_steps, train_cfg.warmup_steps + 1),
-    end_value=train_cfg.learning_rate * 0.01,
+    end_value=train_cfg.learning_rate * train_cfg.get("end_lr_fraction", 0.01),
   )
+
+
+def make_optimizer(train_cfg) -> optax.GradientTransformation:
+  """AdamW on `learning_rate_schedule`, with global-norm clipping."""
   return optax.chain(
     optax.clip_by_global_norm(train_cfg.grad_clip),
-    optax.adamw(schedule, weight_decay=train_cfg.weight_decay),
+    optax.adamw(
+      learning_rate_schedule(train_cfg), weight_decay=train_cfg.weight_decay
+    ),
   )
 
 

@@ -115,6 +115,18 @@ def test_params_ema_is_a_running_average():
   assert plain.apply_gradients(grads=params).ema is None
 
 
+def test_schedule_warms_up_then_decays_to_its_end_fraction():
+  cfg = tiny.get_config().train
+  cfg.learning_rate, cfg.warmup_steps, cfg.num_steps = 1e-2, 10, 110
+  for fraction in (0.01, 0.5):
+    cfg.end_lr_fraction = fraction
+    lr = train_state.learning_rate_schedule(cfg)
+    np.testing.assert_allclose(lr(5), 5e-3, 1e-6)
+    np.testing.assert_allclose(lr(10), 1e-2, 1e-6)
+    np.testing.assert_allclose(lr(60), 1e-2 * (1 + fraction) / 2, 1e-6)
+    np.testing.assert_allclose(lr(110), 1e-2 * fraction, 1e-6)
+
+
 def test_ema_run_scores_and_saves_the_average(tmp_path):
   cfg = tiny.get_config()
   cfg.train.ema_decay = 0.5

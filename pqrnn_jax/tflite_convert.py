@@ -1,0 +1,70 @@
+"""The TFLite converter on an exported SavedModel, in a subprocess:
+full-int8 calibration segfaults on some graphs (WHILE ops), and a crash
+must be an error, not a dead parent."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+from pqrnn_jax.decoder import FLOAT_SCOPE
+from pqrnn_jax.tflite_file import tensors_named
+
+
+def convert_saved_model(
+  export_dir, variant, calibration_path, out_path, keys, float_ops="", state=""
+):
+  """TFLite converter on a SavedModel (meant to run in a subprocess);
+  keys: the signature names, comma-separated. Identical constants of the
+  buckets' subgraphs are stored once (the converter deduplicates buffers).
+  int8: what convert() does (calibrate, MLIR quantizer, dedup) with the
+  denylists of its quantization debugger: the decoder state (`state`,
+  output names) and the ops under decoder.FLOAT_SCOPE stay float, as do
+  `float_ops` (TFLite op names); both comma-separated."""
+  import tensorflow as tf
+
+  conv = tf.lite.TFLiteConverter.from_saved_model(
+    str(export_dir), signature_keys=keys.split(",")
+  )
+  if variant != "float":
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+  if variant != "int8":
+    return Path(out_path).write_bytes(conv.convert())
+  from tensorflow.lite.python import convert
+
+  samples = pickle.loads(Path(calibration_path).read_bytes())
+  conv.representative_dataset = lambda: iter(samples)
+  conv._experimental_calibrate_only = True
+  calibrated = conv.convert()
+  nodes = tensors_named(calibrated, FLOAT_SCOPE, state.split(","))
+  model = convert.mlir_quantize(
+    calibrated,
+    denylisted_ops=[x for x in float_ops.split(",") if x],
+    denylisted_nodes=nodes,
+  )
+  Path(out_path).write_bytes(convert.deduplicate_readonly_buffers(model))
+
+
+def convert_in_subprocess(
+  export_dir, variant, samples, out_path, keys, float_ops=(), state=()
+):
+  calib = Path(export_dir).with_suffix(".calibration.pkl")
+  calib.write_bytes(pickle.dumps(samples or []))
+  code = (
+    "import sys; from pqrnn_jax import tflite_convert as t; "
+    "t.convert_saved_model(*sys.argv[1:])"
+  )
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-c", code, str(export_dir), variant, str(calib)]
+  r = subprocess.run(
+    cmd + [str(out_path), ",".join(keys), ",".join(float_ops), ",".join(state)],
+    capture_output=True,
+    text=True,
+    env=env,
+  )
+  if r.returncode != 0:
+    how = f"signal {-r.returncode}" if r.returncode < 0 else r.returncode
+    raise RuntimeError(
+      f"TFLite conversion ({variant}) failed with {how}:\n{r.stderr[-3000:]}"
+    )
