@@ -12,7 +12,9 @@ workdir's as int8, or takes --tflite files as they are, and parses each
 utterance of --file (default MTOP en test, or $MTOP_DIR) through
 pqrnn_jax/tflite_runner.py with 1 interpreter thread, one utterance at a
 time: rows "<file>" run the host loop over `decode_step`, rows
-"<file>_parse" one `parse_<t>` call per utterance. Per row: whole-parse
+"<file>_parse" one `parse_<t>` call per utterance, rows
+"<file>_beam<K>_parse" one `beam<K>_<t>` call (files exported with
+--beam_step K; K in --beams). Per row: whole-parse
 median and p90, file size, op count per signature; host-loop rows add
 `encode` and `decode_step` time, steps per parse and host time per step
 (the Python and numpy of the loop: masks, copies, argmax); parse rows add
@@ -54,8 +56,9 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
   "beam_step",
   0,
-  "Export the step files with decode_step_k<N> (export --beam_step); beam "
-  "N then runs both batched and one call per hypothesis.",
+  "Export with beam N signatures (export --beam_step): decode_step_k<N> in "
+  "the step files (beam N then runs both batched and one call per "
+  "hypothesis) and beam<N>_<t> beside parse_<t> (one-call beam rows).",
 )
 flags.DEFINE_list(
   "buckets",
@@ -93,25 +96,28 @@ def _ms(xs, q=50):
   return float(np.percentile(xs, q) * 1e3) if xs else None
 
 
-def time_parse_calls(path, token_lists, host=None) -> dict:
-  """Latency of one `parse_<t>` call per token list (fingerprints
-  included, as in a host-loop parse), and the share of lists whose actions
-  equal those of `host` (a TFLiteParser's host loop), when given."""
+def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
+  """Latency of one `parse_<t>` (beam > 1: `beam<K>_<t>`) call per token
+  list (fingerprints included, as in a host-loop parse), and the share of
+  lists whose actions equal those of `host` (a TFLiteParser's host loop,
+  greedy or beam), when given."""
   parser = tflite_runner.TFLiteParser(path, num_threads=1)
   for t in parser.parse_buckets:
-    parser.parse_tokens(["x"] * t)  # Warm-up: first invokes.
+    parser.parse_tokens(["x"] * t, beam=beam)  # Warm-up: first invokes.
   whole, same = [], []
   for tokens in token_lists:
     t0 = time.perf_counter()
-    actions = parser.graph_decode(*parser.fingerprints(tokens))
+    actions = parser.graph_decode(*parser.fingerprints(tokens), beam)
     whole.append(time.perf_counter() - t0)
     if host is not None:
-      want = host.host_decode(*host.fingerprints(tokens))
+      fps, n = host.fingerprints(tokens)
+      want = host.beam_decode(fps, n, beam) if beam > 1 else None
+      want = host.host_decode(fps, n) if want is None else want
       same.append(np.array_equal(actions, want))
   data = Path(path).read_bytes()
   return {
     "path": str(path),
-    "beam": 1,
+    "beam": beam,
     "bytes": len(data),
     "parses": len(whole),
     "parse_median_ms": _ms(whole),
@@ -238,6 +244,11 @@ def main(argv):
       if man.get("parse_buckets"):
         rows[f"{name}_parse"] = time_parse_calls(f, tokens, _host(files, f))
     for beam in [int(b) for b in FLAGS.beams if int(b) > 1]:
+      for name, f in files.items():  # One-call beam search in the file.
+        if tflite_runner.read_manifest(f).get("beam_parse") == beam:
+          rows[f"{name}_beam{beam}_parse"] = time_parse_calls(
+            f, tokens, _host(files, f), beam
+          )
       if "pqrnn_int8" in files:
         rows[f"pqrnn_int8_beam{beam}"] = time_file(
           files["pqrnn_int8"], tokens, beam

@@ -72,7 +72,7 @@ FORMAT = "pqrnn_jax.tflite/1"
 
 def _specs(model_cfg, kind: str, t: int) -> dict:
   """{"inputs"|"outputs": [(name, shape, dtype)]} of one signature."""
-  if kind == "parse":
+  if kind in ("parse", "beam_parse"):
     return parse_graph.parse_specs(model_cfg, t)
   if kind == "beam_step":  # t is the beam.
     return beam_step_specs(model_cfg, t)
@@ -99,6 +99,10 @@ def save_saved_model(
   if parse_buckets:
     kinds = decode_lib.kinds_array(ontology)
     fns["parse"] = parse_graph.parse_fn(model_cfg, params, kinds, form)
+    if beam > 1:
+      fns["beam_parse"] = parse_graph.beam_fn(
+        model_cfg, params, kinds, form, beam
+      )
   module = tf.Module()
   signatures = {}
   max_len = model_cfg.max_source_len
@@ -151,6 +155,8 @@ def manifest(
     "parse_buckets": list(parse_buckets),
     # "decode_step_k<beam>": the step of `beam` hypotheses in one call.
     "beam_step": beam if steps and beam > 1 else 0,
+    # "beam<beam>_<t>" for each parse bucket t: a beam search in one call.
+    "beam_parse": beam if parse_buckets and beam > 1 else 0,
     "max_target_len": model_cfg.max_target_len,
     "ids": {"pad": PAD_ID, "eos": EOS_ID, "bos": EOS_ID},
     "fingerprint": "MurmurHash3_x86_32, seed 0, of the case-folded token's "
@@ -178,7 +184,7 @@ def _what_to_export(variant: str, signatures, beam: int):
       "parse signatures need a WHILE op, which full-int8 calibration "
       "cannot handle: export them with --variant dynamic or float"
     )
-  return steps, parse, beam if steps and beam > 1 else 0
+  return steps, parse, beam if beam > 1 else 0
 
 
 def _checked_ops(path, loops: int) -> dict:
@@ -213,8 +219,8 @@ def export(
   (encode_<t> + decode_step: the host loop and beam search), "parse"
   (parse_<t>: one-call greedy parses) or "all"; None: "steps" for int8
   (full-int8 calibration cannot hold parse's WHILE loop), "parse" for
-  dynamic (the on-device file within 3.5 MB), "all" for float. beam: with
-  the step signatures, add `decode_step_k<beam>` (0 or 1: none).
+  dynamic (the on-device file within 3.5 MB), "all" for float. beam > 1:
+  add `decode_step_k<beam>` and a `beam<beam>_<t>` beside each `parse_<t>`.
   float_ops: int8: TFLite op names kept in float (e.g. "SOFTMAX")."""
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   steps, parse, beam = _what_to_export(variant, signatures, beam)
@@ -243,7 +249,7 @@ def export(
     convert_in_subprocess(
       saved, variant, calibration, str(out), keys, float_ops, state
     )
-  ops = _checked_ops(out, len(parse_buckets))
+  ops = _checked_ops(out, len(parse_buckets) * (2 if beam > 1 else 1))
   man = manifest(
     model_cfg, ontology, form, variant, buckets, parse_buckets, steps, beam
   )
@@ -336,8 +342,9 @@ if __name__ == "__main__":
   flags.DEFINE_integer(
     "beam_step",
     DEFAULT_BEAM,
-    "With step signatures: decode_step_k<N> runs N beam hypotheses in one "
-    "call (beam N with one call per step); 0: none.",
+    "Beam size with its own signatures: decode_step_k<N> (step "
+    "signatures: N hypotheses in one call per step) and beam<N>_<t> (parse "
+    "signatures: the whole beam search in one call); 0: none.",
     lower_bound=0,
   )
   cli.run(main, errors=(RuntimeError,))  # A failed conversion: one line.

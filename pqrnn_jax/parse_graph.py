@@ -92,3 +92,106 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
     return {"actions": actions, "num_actions": t[None]}
 
   return parse
+
+
+def _top_k(x_N, k: int):
+  """(values, indices) of the k largest of x_N, ties to the lower index,
+  as lax.top_k; by k argmaxes, since the converter cannot read lax.top_k's
+  StableHLO composite (a float graph fails to convert)."""
+  values, indices = [], []
+  for _ in range(k):
+    i = jnp.argmax(x_N).astype(jnp.int32)
+    values.append(x_N[i])
+    indices.append(i)
+    x_N = jnp.where(jnp.arange(x_N.shape[0]) == i, -jnp.inf, x_N)
+  return jnp.stack(values), jnp.stack(indices)
+
+
+def _beam_init(k: int, u: int, state_widths: dict):
+  """The loop's carry before the first step: (step, previous actions, live
+  log-probs, live actions, tree states, finished scores, finished actions,
+  decoder state). Only hypothesis 0 is live at first."""
+  no_actions = jnp.full((k, u), PAD_ID, jnp.int32)
+  return (
+    jnp.zeros((), jnp.int32),
+    jnp.full((k,), EOS_ID, jnp.int32),  # BOS is the EOS id.
+    jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf),
+    no_actions,
+    decode_lib.init_state(k, jnp),
+    jnp.full((k,), -jnp.inf),
+    no_actions,
+    {n: jnp.zeros((k, w), jnp.float32) for n, w in state_widths.items()},
+  )
+
+
+def _join_finished(fin_K, fin_KxU, live_KxU, total_KxA, t, alpha):
+  """The K best of the finished pool and of the live hypotheses ending in
+  EOS at step t (log-prob over the GNMT penalty); earlier ones win ties,
+  as in decode.beam_search."""
+  k = fin_K.shape[0]
+  eos = jnp.full((k, 1), EOS_ID, jnp.int32)
+  ended_KxU = jax.lax.dynamic_update_slice(live_KxU, eos, (0, t))
+  pen = decode_lib.gnmt_penalty(t + 1.0, alpha)
+  pool = jnp.concatenate([fin_K, total_KxA[:, EOS_ID] / pen])
+  fin_K, pick = _top_k(pool, k)
+  return fin_K, jnp.concatenate([fin_KxU, ended_KxU])[pick]
+
+
+def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
+  """The JAX function behind `beam<k>_<t>`: `decode.beam_search` (beam k,
+  GNMT penalty alpha, constrained) in one call, same inputs and outputs as
+  `parse_fn`. The k hypotheses are the rows of one `decode_step` (k
+  queries of the one encoder cache, as `decode_step_k<k>`); the loop ends
+  once no live hypothesis can beat the worst of k finished ones (as
+  `TFLiteParser.beam_decode`), which gives the full scan's result."""
+  fns = signature_fns(model_cfg, params)
+  specs = signature_specs(model_cfg)
+  step_inputs = [n for n, _, _ in specs["decode_step"]["inputs"]]
+  state = state_names(specs)
+  width = {n: s[-1] for n, s, _ in specs["decode_step"]["inputs"]}
+  u, vocab = model_cfg.max_target_len, len(kinds_V)
+  kinds = np.asarray(kinds_V, np.int32)
+  pen = decode_lib.gnmt_penalty
+
+  def beam(fingerprints, length):
+    enc = fns["encode"](fingerprints, length)
+    mask_KxT = jnp.repeat(source_mask(length, fingerprints.shape[1]), k, 0)
+    no_pad_KxV = jnp.broadcast_to(jnp.arange(vocab) != PAD_ID, (k, vocab))
+
+    def running(c):
+      t, logp, fin = c[0], c[2], c[5]
+      can_win = jnp.max(logp) / pen(u, alpha) > fin[-1]
+      return (t < u) & jnp.isfinite(jnp.max(logp)) & can_win
+
+    def step(c):
+      t, prev, logp, live, tree, fin, fin_acts, st = c
+      named = dict(enc, prev_action=prev, step=t[None], length=length, **st)
+      out = fns["decode_step"](*[named[n] for n in step_inputs])
+      ok = decode_lib.allowed_mask(tree, kinds, mask_KxT, t, u, form, jnp)
+      scores = jnp.concatenate(
+        [out["symbol_scores"], out["pointer_scores"]], axis=-1
+      )
+      # Normalized over every action but PAD and pointers past the source.
+      norm = jnp.concatenate([no_pad_KxV, mask_KxT], axis=1)
+      step_KxA = jax.nn.log_softmax(jnp.where(norm, scores, -jnp.inf), -1)
+      total = logp[:, None] + jnp.where(ok, step_KxA, -jnp.inf)
+      a = total.shape[-1]
+      is_eos = jnp.arange(total.shape[-1]) == EOS_ID
+      grow = jnp.where(is_eos, -jnp.inf, total).reshape(-1)
+      logp, idx = _top_k(grow, k)
+      rows, act = idx // a, (idx % a).astype(jnp.int32)
+      fin, fin_acts = _join_finished(fin, fin_acts, live, total, t, alpha)
+      live = jax.lax.dynamic_update_slice(live[rows], act[:, None], (0, t))
+      tree = jax.tree.map(lambda x: x[rows], tree)
+      tree = decode_lib.transition(tree, act, kinds, vocab, jnp)
+      st = {n: out[n][rows] for n in state}
+      return t + 1, act, logp, live, tree, fin, fin_acts, st
+
+    init = _beam_init(k, u, {n: width[n] for n in state})
+    c = jax.lax.while_loop(running, step, init)
+    live, fin, fin_acts = c[3], c[5], c[6]
+    best = jnp.where(jnp.isfinite(fin[0]), fin_acts[0], live[0])[None]
+    num = jnp.sum(best != PAD_ID, axis=1).astype(jnp.int32)
+    return {"actions": best, "num_actions": num}
+
+  return beam

@@ -23,6 +23,7 @@ from pqrnn_jax import host_constraints, projection
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.tflite_file import METADATA_NAME
 from pqrnn_jax.tflite_signatures import (
+  beam_parse_name,
   beam_step_name,
   encode_name,
   parse_name,
@@ -84,6 +85,8 @@ class TFLiteParser:
     buckets: source lengths with their own signatures, ascending.
     parse_buckets: those with a one-call `parse_<t>` (float and dynamic
       files); greedy decoding uses it unless `host_loop`.
+    beam_parse: K of the file's one-call beam searches `beam<K>_<t>` (one
+      per parse bucket; 0: none); beam search of that size uses them.
     beam_step: K of the file's `decode_step_k<K>` (0: none); beam search
       of that size makes one step call per step, not K.
   """
@@ -106,6 +109,7 @@ class TFLiteParser:
     self.parse_buckets = [] if host_loop else m.get("parse_buckets", [])
     # Beam size with its own batched step (`decode_step_k<K>`), 0: none.
     self.beam_step = m.get("beam_step", 0)
+    self.beam_parse = 0 if host_loop else m.get("beam_parse", 0)
     self._encode_names = {
       t: encode_name(t) if "buckets" in m else "encode" for t in self.buckets
     }
@@ -215,13 +219,15 @@ class TFLiteParser:
     code, ptr = self.constraints.allowed(tree, t, n > 0)
     return self.constraints.rows[code], ptr
 
-  def graph_decode(self, fps_1xT, length_1):
-    """Constrained greedy action ids from one `parse_<t>` call: the loop
-    runs in the file (parse_graph.py), same result form as `decode`."""
+  def graph_decode(self, fps_1xT, length_1, beam: int = 1):
+    """Constrained greedy (or beam, `beam_parse`) action ids from one
+    `parse_<t>` (`beam<K>_<t>`) call: the loop runs in the file
+    (parse_graph.py), same result form as `decode`."""
     t = fps_1xT.shape[1]
-    if ("parse", t) not in self._sigs:
-      self._sigs["parse", t] = Signature(self.interpreter, parse_name(t))
-    sig = self._sigs["parse", t]
+    if (beam, t) not in self._sigs:
+      name = parse_name(t) if beam == 1 else beam_parse_name(beam, t)
+      self._sigs[beam, t] = Signature(self.interpreter, name)
+    sig = self._sigs[beam, t]
     sig.set("fingerprints", fps_1xT)
     sig.set("length", length_1)
     sig.invoke()
@@ -347,9 +353,13 @@ class TFLiteParser:
 
   def parse_tokens(self, tokens, constrained=True, beam: int = 1) -> str:
     """Parse string of one token list (slot words copied from `tokens`);
-    beam > 1 runs `beam_decode`."""
+    beam > 1: one `beam<K>_<t>` call where the file has it for this beam
+    and bucket, else `beam_decode`."""
     fps, length = self.fingerprints(tokens)
-    if beam > 1:
+    in_graph = constrained and fps.shape[1] in self.parse_buckets
+    if beam > 1 and in_graph and beam == self.beam_parse:
+      actions = self.graph_decode(fps, length, beam)
+    elif beam > 1:
       actions = self.beam_decode(fps, length, beam, constrained=constrained)
     else:
       actions = self.decode(fps, length, constrained)

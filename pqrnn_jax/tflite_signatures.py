@@ -40,6 +40,11 @@ def parse_name(t: int) -> str:
   return f"parse_{t}"
 
 
+def beam_parse_name(k: int, t: int) -> str:
+  """Name in the .tflite of the one-call beam-k parse of bucket length t."""
+  return f"beam{k}_{t}"
+
+
 SIGNATURE_SETS = ("steps", "parse", "all")
 
 
@@ -52,16 +57,21 @@ def file_signatures(
   T_max (pads are masked): the step's work barely depends on T (0.043 vs
   0.052 ms at T = 12 vs 40, int8), while each signature costs ~100 KB of
   op and quantization tables in the file. steps=False leaves out encode
-  and decode_step (a file for one-call parses only); beam > 1 adds
-  `decode_step_k<beam>` (kind "beam_step", with the beam for a length):
-  the step of `beam` hypotheses in one call."""
+  and decode_step (a file for one-call parses only); beam > 1 adds, with
+  the steps, `decode_step_k<beam>` (kind "beam_step", with the beam for a
+  length): the step of `beam` hypotheses in one call; with parse_buckets,
+  a `beam<beam>_<t>` beside each `parse_<t>` (kind "beam_parse"): the
+  whole beam search in one call."""
   names = {}
   if steps:
     names = {encode_name(t): ("encode", t) for t in buckets}
     names["decode_step"] = ("decode_step", max_len)
     if beam > 1:
       names[beam_step_name(beam)] = ("beam_step", beam)
-  names.update({parse_name(t): ("parse", t) for t in parse_buckets})
+  for t in parse_buckets:
+    names[parse_name(t)] = ("parse", t)
+    if beam > 1:
+      names[beam_parse_name(beam, t)] = ("beam_parse", t)
   return names
 
 

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from pqrnn_jax import calibration, export, input_pipeline, tflite_runner
+from pqrnn_jax import (
+  calibration,
+  export,
+  inference,
+  input_pipeline,
+  tflite_runner,
+)
 from tests.export_test import export_each, tiny_trained
 
 
@@ -100,3 +106,27 @@ def test_int8_with_parse_is_refused_in_one_line(files, tmp_path):
       calibration=samples,
       signatures="all",
     )
+
+
+def test_one_call_beam_equals_jax_beam_search(files, tmp_path):
+  model_cfg, params, ontology, *_, tokens = files
+  r = export.export(
+    model_cfg,
+    params,
+    ontology,
+    tmp_path / "beam.tflite",
+    variant="float",
+    signatures="all",
+    beam=4,
+  )
+  p = tflite_runner.TFLiteParser(r["path"])
+  assert p.beam_parse == 4 and r["ops"]["WHILE"] == 2 * len(p.parse_buckets)
+  assert {"beam4_12", "parse_12", "decode_step_k4"} <= set(
+    p.manifest["signatures"]
+  )
+  want = inference.Parser(model_cfg, params, ontology, batch_size=16)
+  want = want.parse_tokens(tokens, beam_size=4)
+  assert [p.parse_tokens(t, beam=4) for t in tokens] == want
+  # The host loop over the same file's batched step: the same parses.
+  host = tflite_runner.TFLiteParser(r["path"], host_loop=True)
+  assert [host.parse_tokens(t, beam=4) for t in tokens[:16]] == want[:16]
