@@ -9,7 +9,8 @@ same `decode_step` the host loop calls, at the same t, with decode.py's
 tree constraints on tensors (`allowed_mask`, `transition`: the rules the
 jitted decoders and host_constraints.py apply), a masked argmax (a tie
 goes to the symbol, as in the host loop) and an exit at EOS. Builtin ops
-only, so an app makes one interpreter call per utterance.
+only, so an app makes one interpreter call per utterance. `beam<K>_<t>`
+(`beam_fn`, same inputs and outputs) is the beam-K search in one call.
 
 One signature per length bucket, not one that picks its bucket in the
 graph: the converter turns `lax.switch` into an IF / STABLEHLO_CASE whose
@@ -141,7 +142,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
   """The JAX function behind `beam<k>_<t>`: `decode.beam_search` (beam k,
   GNMT penalty alpha, constrained) in one call, same inputs and outputs as
   `parse_fn`. The k hypotheses are the rows of one `decode_step` (k
-  queries of the one encoder cache, as `decode_step_k<k>`); the loop ends
+  queries of the one encoder cache: `decode_step_k<k>`); the loop ends
   once no live hypothesis can beat the worst of k finished ones (as
   `TFLiteParser.beam_decode`), which gives the full scan's result."""
   fns = signature_fns(model_cfg, params)
@@ -166,7 +167,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
     def step(c):
       t, prev, logp, live, tree, fin, fin_acts, st = c
       named = dict(enc, prev_action=prev, step=t[None], length=length, **st)
-      out = fns["decode_step"](*[named[n] for n in step_inputs])
+      out = fns["beam_step"](*[named[n] for n in step_inputs])
       ok = decode_lib.allowed_mask(tree, kinds, mask_KxT, t, u, form, jnp)
       scores = jnp.concatenate(
         [out["symbol_scores"], out["pointer_scores"]], axis=-1
