@@ -18,7 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# JAX name scope of computations that int8 files keep in float (export.py).
+# JAX name scope of computations that int8 files keep in float
+# (tflite_convert.py).
 FLOAT_SCOPE = "keep_float"
 
 

@@ -177,7 +177,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
       step_KxA = jax.nn.log_softmax(jnp.where(norm, scores, -jnp.inf), -1)
       total = logp[:, None] + jnp.where(ok, step_KxA, -jnp.inf)
       a = total.shape[-1]
-      is_eos = jnp.arange(total.shape[-1]) == EOS_ID
+      is_eos = jnp.arange(a) == EOS_ID
       grow = jnp.where(is_eos, -jnp.inf, total).reshape(-1)
       logp, idx = _top_k(grow, k)
       rows, act = idx // a, (idx % a).astype(jnp.int32)
