@@ -111,8 +111,10 @@ def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
     whole.append(time.perf_counter() - t0)
     if host is not None:
       fps, n = host.fingerprints(tokens)
-      want = host.beam_decode(fps, n, beam) if beam > 1 else None
-      want = host.host_decode(fps, n) if want is None else want
+      if beam > 1:
+        want = host.beam_decode(fps, n, beam)
+      else:
+        want = host.host_decode(fps, n)
       same.append(np.array_equal(actions, want))
   data = Path(path).read_bytes()
   return {

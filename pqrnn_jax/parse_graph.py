@@ -48,15 +48,27 @@ def parse_specs(model_cfg, t: int | None = None) -> dict:
   }
 
 
+def _step_io(model_cfg, params, kind: str):
+  """(signature functions, step(encoded, prev, t, length, state) -> the
+  `kind` step's outputs, {decoder state name: shape of one row})."""
+  fns = signature_fns(model_cfg, params)
+  specs = signature_specs(model_cfg)
+  inputs = [n for n, _, _ in specs["decode_step"]["inputs"]]
+  shapes = {n: s for n, s, _ in specs["decode_step"]["inputs"]}
+
+  def step(encoded, prev, t, length, state):
+    named = dict(encoded, prev_action=prev, step=t[None], length=length)
+    named.update(state)
+    return fns[kind](*[named[n] for n in inputs])
+
+  return fns, step, {n: shapes[n] for n in state_names(specs)}
+
+
 def parse_fn(model_cfg, params, kinds_V, form: str):
   """The JAX function behind `parse_<t>`: (fingerprints [1, t(, C)],
   length [1]) -> {"actions": [1, U], "num_actions": [1]}; t is read from
   the input."""
-  fns = signature_fns(model_cfg, params)
-  specs = signature_specs(model_cfg)
-  step_inputs = [n for n, _, _ in specs["decode_step"]["inputs"]]
-  state = state_names(specs)
-  state_shapes = {n: s for n, s, _ in specs["decode_step"]["inputs"]}
+  fns, step_fn, state_shapes = _step_io(model_cfg, params, "decode_step")
   u, vocab = model_cfg.max_target_len, len(kinds_V)
   kinds = np.asarray(kinds_V, np.int32)
 
@@ -69,9 +81,8 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
       return (t < u) & ~tree.ended[0]
 
     def step(carry):
-      t, prev, sums, tree, actions = carry
-      named = dict(enc, prev_action=prev, step=t[None], length=length, **sums)
-      out = fns["decode_step"](*[named[n] for n in step_inputs])
+      t, prev, state, tree, actions = carry
+      out = step_fn(enc, prev, t, length, state)
       scores = jnp.concatenate(
         [out["symbol_scores"], out["pointer_scores"]], axis=-1
       )
@@ -80,12 +91,12 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
       act = act.astype(jnp.int32)
       tree = decode_lib.transition(tree, act, kinds, vocab, jnp)
       actions = jax.lax.dynamic_update_slice(actions, act[None], (0, t))
-      return t + 1, act, {n: out[n] for n in state}, tree, actions
+      return t + 1, act, {n: out[n] for n in state_shapes}, tree, actions
 
     init = (
       jnp.zeros((), jnp.int32),
       jnp.full((1,), EOS_ID, jnp.int32),  # BOS is the EOS id.
-      {n: jnp.zeros(state_shapes[n], jnp.float32) for n in state},
+      {n: jnp.zeros(sh, jnp.float32) for n, sh in state_shapes.items()},
       decode_lib.init_state(1, jnp),
       jnp.full((1, u), PAD_ID, jnp.int32),
     )
@@ -145,11 +156,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
   queries of the one encoder cache: `decode_step_k<k>`); the loop ends
   once no live hypothesis can beat the worst of k finished ones (as
   `TFLiteParser.beam_decode`), which gives the full scan's result."""
-  fns = signature_fns(model_cfg, params)
-  specs = signature_specs(model_cfg)
-  step_inputs = [n for n, _, _ in specs["decode_step"]["inputs"]]
-  state = state_names(specs)
-  width = {n: s[-1] for n, s, _ in specs["decode_step"]["inputs"]}
+  fns, step_fn, state_shapes = _step_io(model_cfg, params, "beam_step")
   u, vocab = model_cfg.max_target_len, len(kinds_V)
   kinds = np.asarray(kinds_V, np.int32)
   pen = decode_lib.gnmt_penalty
@@ -166,8 +173,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
 
     def step(c):
       t, prev, logp, live, tree, fin, fin_acts, st = c
-      named = dict(enc, prev_action=prev, step=t[None], length=length, **st)
-      out = fns["beam_step"](*[named[n] for n in step_inputs])
+      out = step_fn(enc, prev, t, length, st)
       ok = decode_lib.allowed_mask(tree, kinds, mask_KxT, t, u, form, jnp)
       scores = jnp.concatenate(
         [out["symbol_scores"], out["pointer_scores"]], axis=-1
@@ -185,10 +191,10 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
       live = jax.lax.dynamic_update_slice(live[rows], act[:, None], (0, t))
       tree = jax.tree.map(lambda x: x[rows], tree)
       tree = decode_lib.transition(tree, act, kinds, vocab, jnp)
-      st = {n: out[n][rows] for n in state}
+      st = {n: out[n][rows] for n in state_shapes}
       return t + 1, act, logp, live, tree, fin, fin_acts, st
 
-    init = _beam_init(k, u, {n: width[n] for n in state})
+    init = _beam_init(k, u, {n: sh[-1] for n, sh in state_shapes.items()})
     c = jax.lax.while_loop(running, step, init)
     live, fin, fin_acts = c[3], c[5], c[6]
     best = jnp.where(jnp.isfinite(fin[0]), fin_acts[0], live[0])[None]

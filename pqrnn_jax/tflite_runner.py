@@ -391,6 +391,9 @@ if __name__ == "__main__":
   flags.DEFINE_string("locale", "", "Locale hint for the tokenizer.")
   flags.DEFINE_integer("beam", 1, "Beam size (1: greedy).", lower_bound=1)
   flags.DEFINE_bool(
-    "host_loop", False, "Greedy through decode_step, not parse_<t>."
+    "host_loop",
+    False,
+    "Decode through decode_step (greedy and beam), not parse_<t> or "
+    "beam<K>_<t>.",
   )
   cli.run(main)
