@@ -36,16 +36,16 @@ def masked_softmax(logits, mask):
   return jax.nn.softmax(jnp.where(mask, logits, floor), axis=-1)
 
 
-def cross_attention(q_BxUxD, k_BxTxNxK, v_BxTxNxK, mask_BxT, einsum=jnp.einsum):
+def cross_attention(q_BxUxD, k_BxNxTxK, v_BxNxKxT, mask_BxT, einsum=jnp.einsum):
   """Scaled multi-head attention of queries over the encoder memory."""
   b, u, _ = q_BxUxD.shape
-  n, dk = k_BxTxNxK.shape[-2:]
+  n, dk = k_BxNxTxK.shape[1], k_BxNxTxK.shape[-1]
   q = q_BxUxD.reshape(b, u, n, dk).astype(jnp.float32)
-  logits_BxNxUxT = einsum("bunk,btnk->bnut", q, k_BxTxNxK) / jnp.sqrt(
+  logits_BxNxUxT = einsum("bunk,bntk->bnut", q, k_BxNxTxK) / jnp.sqrt(
     jnp.float32(dk)
   )
   w = masked_softmax(logits_BxNxUxT, mask_BxT[:, None, None, :])
-  out = einsum("bnut,btnk->bunk", w, v_BxTxNxK.astype(jnp.float32))
+  out = einsum("bnut,bnkt->bunk", w, v_BxNxKxT.astype(jnp.float32))
   return out.reshape(b, u, n * dk)
 
 
@@ -81,10 +81,13 @@ class MAttLayer(nn.Module):
     self.attend = self.einsum(name="attend") if self.einsum else jnp.einsum
 
   def memory_kv(self, memory_BxTxM):
-    """Encoder keys and values, [B, T, N, D/N] each: computed once."""
+    """Encoder keys [B, N, T, D/N] and values [B, N, D/N, T], computed
+    once, laid out as the step's two matmuls read them: TFLite's
+    BATCH_MATMUL contracts its right operand on the last axis, and any
+    other layout is transposed again on every decode step."""
     b, t, _ = memory_BxTxM.shape
     kv = self.w_kv(memory_BxTxM).reshape(b, t, 2, self.heads, -1)
-    return kv[:, :, 0], kv[:, :, 1]
+    return kv[:, :, 0].transpose(0, 2, 1, 3), kv[:, :, 1].transpose(0, 2, 3, 1)
 
   def _merge(self, y, a_self, kv, mask_BxT, deterministic):
     a_cross = cross_attention(self.w_q(y), *kv, mask_BxT, self.attend)

@@ -333,13 +333,13 @@ class Seq2Seq(nn.Module):
 
   def signatures(self, t: int | None = None) -> dict:
     """Export signatures at source length t (default T_max): the cache is
-    each layer's memory keys/values, the decoder state each layer's running
-    sum."""
-    c = self.config
-    t = t or c.max_source_len
-    kv = (1, t, c.heads, c.bottleneck // c.heads)
+    each layer's memory keys/values (memory_kv's layouts), the decoder state
+    each layer's running sum."""
+    c, t = self.config, t or self.config.max_source_len
+    dk = c.bottleneck // c.heads
+    kv = {"k": (1, c.heads, t, dk), "v": (1, c.heads, dk, t)}
     layers = range(c.decoder_layers)
-    cache = [(f"{x}{i}", kv, "float32") for i in layers for x in "kv"]
+    cache = [(f"{x}{i}", kv[x], "float32") for i in layers for x in "kv"]
     state = [(f"sum{i}", (1, c.bottleneck), "float32") for i in layers]
     return export_signatures(c, 2 * c.qrnn_hidden, cache, state, t)
 

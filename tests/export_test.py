@@ -169,12 +169,13 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
   assert "FLOAT32" not in _constant_types(runs["int8"]["path"], 5)
 
 
-def _pad(encoded, t_max):
-  """Encoder outputs [1, t, ...] zero-padded to [1, t_max, ...]."""
-  pad = lambda x: np.pad(
-    x, [(0, 0), (0, t_max - x.shape[1])] + [(0, 0)] * (x.ndim - 2)
+def _pad(encoded, shapes):
+  """Encoder outputs zero-padded to decode_step's input `shapes` (T_max on
+  each one's length axis)."""
+  pad = lambda x, sh: np.pad(
+    x, [(0, b - a) for a, b in zip(x.shape, sh, strict=True)]
   )
-  return {k: pad(np.asarray(v)) for k, v in encoded.items()}
+  return {k: pad(np.asarray(v), shapes[k].shape) for k, v in encoded.items()}
 
 
 def _runners(p, t=None):
@@ -206,7 +207,7 @@ def _compare(exported, variant, n_inputs=4, t=None):
     want = {k: np.asarray(v) for k, v in fns["encode"](fps, n).items()}
     got = encode(fingerprints=fps, length=n)
     diffs = {k: np.abs(want[k] - got[k]).max() for k in want}
-    named = dict(_pad(want, model_cfg.max_source_len), length=n)
+    named = dict(_pad(want, p._padded), length=n)
     named.update({k: np.zeros_like(v) for k, v in p._zeros.items()})
     for u in range(4):
       named["step"] = np.array([u], np.int32)
@@ -240,9 +241,12 @@ def test_bucketed_encode_equals_t_max_encode_on_valid_positions(exported):
     fps = enc.fingerprints[j : j + 1].view(np.int32)
     a = small(fingerprints=fps[:, :12], length=n)
     b = full(fingerprints=fps[:, :t_max], length=n)
-    for k in a:
-      assert a[k].shape[1] == 12 and b[k].shape[1] == t_max, k
-      np.testing.assert_allclose(a[k][:, : n[0]], b[k][:, : n[0]], atol=1e-4)
+    for k in a:  # Each output's length axis: 1, or 2 and 3 for k, v.
+      ax = [x != y for x, y in zip(a[k].shape, b[k].shape, strict=True)]
+      ax = ax.index(True)
+      assert (a[k].shape[ax], b[k].shape[ax]) == (12, t_max), k
+      got, want = (np.take(x[k], np.arange(n[0]), axis=ax) for x in (a, b))
+      np.testing.assert_allclose(got, want, atol=1e-4)
   # A parse runs at the smallest bucket that fits.
   assert [p.bucket(n) for n in (1, 12, 13, t_max)] == [12, 12, t_max, t_max]
 
