@@ -140,16 +140,6 @@ class TFLiteParser:
     padded = {n: z for n, z in zeros.items() if n in enc_out}
     return padded, {n: z for n, z in zeros.items() if n in step_out}
 
-  def load_encoded(self, step, enc) -> None:
-    """Sets `enc`'s outputs into `step`, zero-padded to T_max
-    on their length axis (the one axis where the shapes differ: axis 1,
-    or 2 and 3 for pQRNN-MAtt's keys and values, heads first)."""
-    for name, buf in self._padded.items():
-      x = enc.get(name)
-      buf[...] = 0.0
-      buf[tuple(slice(0, n) for n in x.shape)] = x
-      step.set(name, buf)
-
   def __del__(self):
     # Each Signature holds the interpreter's C++ wrapper. Drop them first:
     # then the wrapper dies with the interpreter, before the delegates that
@@ -202,7 +192,11 @@ class TFLiteParser:
     enc.set("fingerprints", fps_1xT)
     enc.set("length", length_1)
     enc.invoke()
-    self.load_encoded(step, enc)
+    for name, buf in self._padded.items():  # Zeros past t on the length
+      x = enc.get(name)  # axis: 1, or 2 and 3 for pQRNN-MAtt's k and v.
+      buf[...] = 0.0
+      buf[tuple(slice(0, n) for n in x.shape)] = x
+      step.set(name, buf)
     step.set("length", length_1)
     return step
 
