@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import decode as decode_lib
+from pqrnn_jax.decoder import FLOAT_SCOPE
 from pqrnn_jax.model import source_mask
 from pqrnn_jax.targets import EOS_ID, PAD_ID
 from pqrnn_jax.tflite_signatures import (
@@ -83,11 +84,14 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
     def step(carry):
       t, prev, state, tree, actions = carry
       out = step_fn(enc, prev, t, length, state)
-      scores = jnp.concatenate(
-        [out["symbol_scores"], out["pointer_scores"]], axis=-1
-      )
       ok = decode_lib.allowed_mask(tree, kinds, mask_1xT, t, u, form, jnp)
-      act = jnp.argmax(jnp.where(ok, scores, -jnp.inf), axis=-1)
+      # -inf where masked: no int8 range holds it, so int8 files keep the
+      # masked argmax in float (loop_calibration.py).
+      with jax.named_scope(FLOAT_SCOPE):
+        scores = jnp.concatenate(
+          [out["symbol_scores"], out["pointer_scores"]], axis=-1
+        )
+        act = jnp.argmax(jnp.where(ok, scores, -jnp.inf), axis=-1)
       act = act.astype(jnp.int32)
       tree = decode_lib.transition(tree, act, kinds, vocab, jnp)
       actions = jax.lax.dynamic_update_slice(actions, act[None], (0, t))

@@ -1,13 +1,16 @@
 """The TFLite converter on an exported SavedModel, in a subprocess:
-full-int8 calibration segfaults on some graphs (WHILE ops), and a crash
+full-int8 calibration segfaults when it runs a WHILE op (loops are
+calibrated in pieces instead, loop_calibration.py), and any such crash
 must be an error, not a dead parent."""
 
+import contextlib
 import os
 import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+from pqrnn_jax import loop_calibration
 from pqrnn_jax.decoder import FLOAT_SCOPE
 from pqrnn_jax.tflite_file import tensors_named
 
@@ -36,7 +39,8 @@ def convert_saved_model(
   samples = pickle.loads(Path(calibration_path).read_bytes())
   conv.representative_dataset = lambda: iter(samples)
   conv._experimental_calibrate_only = True
-  calibrated = conv.convert()
+  with _loop_calibration(samples):
+    calibrated = conv.convert()
   nodes = tensors_named(calibrated, FLOAT_SCOPE, state.split(","))
   model = convert.mlir_quantize(
     calibrated,
@@ -44,6 +48,41 @@ def convert_saved_model(
     denylisted_nodes=nodes,
   )
   Path(out_path).write_bytes(convert.deduplicate_readonly_buffers(model))
+
+
+@contextlib.contextmanager
+def _loop_calibration(samples):
+  """While converting, the converter's calibrator calibrates WHILE loops
+  in pieces (loop_calibration.py); `parse_<t>` is fed the samples of
+  `encode_<t>`. The converter makes its float model and its calibrator in
+  one call, with no hook between them, hence the patch."""
+  from tensorflow.lite.python import lite
+
+  real = lite._calibrator.Calibrator
+  as_parse = [
+    (k.replace("encode_", "parse_"), v) for k, v in samples if "encode_" in k
+  ]
+
+  class Calibrator:
+    def __init__(self, model, *args, **kwargs):
+      self.model, self.loops = loop_calibration.with_loop_signatures(model)
+      self.real = real(self.model, *args, **kwargs)
+
+    def calibrate(self, dataset_gen):
+      base = [s for s in dataset_gen() if s[0] not in self.loops]
+      loops = loop_calibration.loop_samples(
+        self.model, self.loops, as_parse, max_iterations=1000
+      )
+      out = self.real.calibrate(lambda: iter(base + loops))
+      return loop_calibration.without_loop_signatures(
+        out, self.loops, FLOAT_SCOPE
+      )
+
+  lite._calibrator.Calibrator = Calibrator
+  try:
+    yield
+  finally:
+    lite._calibrator.Calibrator = real
 
 
 def convert_in_subprocess(

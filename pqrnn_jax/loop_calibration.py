@@ -1,0 +1,183 @@
+"""Full-int8 calibration of graphs with WHILE loops (`parse_<t>`).
+
+TFLite's calibrator crashes when it runs a WHILE op (TOOLCHAIN.md 4f),
+but not when a model merely holds one. So the loop is calibrated in
+pieces, each a WHILE-free signature added to the float model for the
+calibration only:
+
+  - "prefix": a copy of the parse subgraph cut before its WHILE, whose
+    outputs are the loop's initial state (the encoder and the set-up);
+  - "body" and "cond": the loop's own subgraphs, run as signatures.
+
+The float interpreter drives prefix -> (cond, body)* on the calibration
+utterances to collect every iteration's loop state; the calibrator then
+runs the prefix and the body on those inputs and records each tensor's
+range, in the body itself, in the prefix's copy (copied back to the parse
+subgraph tensor by tensor), and the helper signatures are dropped before
+the MLIR quantizer sees the model.
+"""
+
+import copy
+
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+_PREFIX = "calibration_prefix"
+_BODY = "calibration_body"
+_COND = "calibration_cond"
+
+
+def _read(model_bytes) -> "schema.ModelT":
+  return schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+
+
+def _write(model) -> bytes:
+  b = flatbuffers.Builder(1024)
+  b.Finish(model.Pack(b), file_identifier=b"TFL3")
+  return bytes(b.Output())
+
+
+def _while_op(model, graph):
+  """(index, operator) of the graph's first WHILE op, or None."""
+  for i, op in enumerate(graph.operators):
+    code = model.operatorCodes[op.opcodeIndex]
+    if max(code.builtinCode, code.deprecatedBuiltinCode) == (
+      schema.BuiltinOperator.WHILE
+    ):
+      return i, op
+  return None
+
+
+def _signature(key, index, ins, outs):
+  sig = schema.SignatureDefT(signatureKey=key, subgraphIndex=index)
+  tm = lambda n, t: schema.TensorMapT(name=n, tensorIndex=t)
+  sig.inputs = [tm(f"x{k:03d}", t) for k, t in enumerate(ins)]
+  sig.outputs = [tm(f"y{k:03d}", t) for k, t in enumerate(outs)]
+  return sig
+
+
+def with_loop_signatures(model_bytes) -> tuple[bytes, dict]:
+  """The float model plus prefix/body/cond signatures per looping
+  signature; returns (bytes, {signature key: helper keys and indices})."""
+  model = _read(model_bytes)
+  loops = {}
+  for sig in list(model.signatureDefs):
+    key = sig.signatureKey.decode()
+    graph = model.subgraphs[sig.subgraphIndex]
+    found = _while_op(model, graph)
+    if found is None:
+      continue
+    at, op = found
+    opts = op.builtinOptions
+    prefix = copy.deepcopy(graph)
+    prefix.operators = prefix.operators[:at]
+    prefix.outputs = np.asarray(op.inputs, np.int32)
+    prefix.name = f"{_PREFIX}_{key}".encode()
+    model.subgraphs.append(prefix)
+    names = {p: f"{p}_{key}" for p in (_PREFIX, _BODY, _COND)}
+    body = model.subgraphs[opts.bodySubgraphIndex]
+    cond = model.subgraphs[opts.condSubgraphIndex]
+    model.signatureDefs += [
+      _signature(  # The parse signature's inputs, in its order.
+        names[_PREFIX],
+        len(model.subgraphs) - 1,
+        [t.tensorIndex for t in sig.inputs],
+        op.inputs,
+      ),
+      _signature(
+        names[_BODY], opts.bodySubgraphIndex, body.inputs, body.outputs
+      ),
+      _signature(
+        names[_COND], opts.condSubgraphIndex, cond.inputs, cond.outputs
+      ),
+    ]
+    loops[key] = dict(
+      names,
+      graph=sig.subgraphIndex,
+      prefix_graph=len(model.subgraphs) - 1,
+      body_graph=opts.bodySubgraphIndex,
+      inputs=[(t.name.decode(), t.tensorIndex) for t in sig.inputs],
+    )
+  return _write(model), loops
+
+
+def loop_samples(model_bytes, loops, samples, max_iterations: int):
+  """Calibration samples of the helper signatures: each looping
+  signature's own samples fed to its prefix, and every loop state that
+  the float model reaches from them fed to its body."""
+  from ai_edge_litert.interpreter import Interpreter
+
+  interp = Interpreter(model_content=model_bytes)
+  out = []
+  for key, inputs in samples:
+    if key not in loops:
+      continue
+    loop = loops[key]
+    names = {n: f"x{k:03d}" for k, (n, _) in enumerate(loop["inputs"])}
+    feed = {names[n]: v for n, v in inputs.items()}
+    out.append((loop[_PREFIX], feed))
+    state = interp.get_signature_runner(loop[_PREFIX])(**feed)
+    cond = interp.get_signature_runner(loop[_COND])
+    body = interp.get_signature_runner(loop[_BODY])
+    for _ in range(max_iterations):
+      x = {f"x{k:03d}": state[f"y{k:03d}"] for k in range(len(state))}
+      if not bool(np.asarray(cond(**x)["y000"]).reshape(-1)[0]):
+        break
+      out.append((loop[_BODY], x))
+      state = body(**x)
+  return out
+
+
+def _has_range(tensor) -> bool:
+  q = tensor.quantization
+  return q is not None and q.min is not None and len(q.min) > 0
+
+
+def _float_state(graph, scope: str) -> None:
+  """Drops the ranges of the loop inputs that ops under `scope` (kept in
+  float) read: state such as a running sum stays float across steps, as
+  the step signature's state inputs do."""
+  inputs = set(int(i) for i in graph.inputs)
+  for op in graph.operators:
+    if any(
+      scope in (graph.tensors[o].name or b"").decode() for o in op.outputs
+    ):
+      for i in op.inputs:
+        if int(i) in inputs:
+          graph.tensors[i].quantization = None
+
+
+def _drop_unbounded(graph, limit: float = 1e30) -> None:
+  """Drops ranges that reach a -inf mask (the calibrator records it as
+  -3.4e38): one int8 scale over that span rounds every real value to one
+  level, so those tensors stay float."""
+  for t in graph.tensors:
+    if (
+      _has_range(t)
+      and max(-min(t.quantization.min), max(t.quantization.max)) > limit
+    ):
+      t.quantization = None
+
+
+def without_loop_signatures(calibrated_bytes, loops, float_scope="") -> bytes:
+  """Copies the prefix copies' ranges onto their parse subgraphs, then
+  drops the helper signatures and subgraphs."""
+  model = _read(calibrated_bytes)
+  helpers = set()
+  for loop in loops.values():
+    if float_scope:
+      _float_state(model.subgraphs[loop["body_graph"]], float_scope)
+    _drop_unbounded(model.subgraphs[loop["body_graph"]])
+    graph = model.subgraphs[loop["graph"]]
+    prefix = model.subgraphs[loop["prefix_graph"]]
+    for t, p in zip(graph.tensors, prefix.tensors, strict=True):
+      if _has_range(p) and not _has_range(t):
+        t.quantization = p.quantization
+    helpers |= {loop[_PREFIX], loop[_BODY], loop[_COND]}
+  drop = {loop["prefix_graph"] for loop in loops.values()}
+  model.signatureDefs = [
+    s for s in model.signatureDefs if s.signatureKey.decode() not in helpers
+  ]
+  model.subgraphs = [g for i, g in enumerate(model.subgraphs) if i not in drop]
+  return _write(model)
