@@ -4,7 +4,9 @@
     --out benchmarks/results/tflite_eval_mtop_en.json [--limit N]
 
 Exports the workdir's best checkpoint as float, dynamic-range and int8
-.tflite files (pqrnn_jax/export.py), decodes the split with each through
+.tflite files (pqrnn_jax/export.py; each variant's default signatures) and
+an int8 file with `parse_<t>` only (row int8_parse: one call per parse,
+the loop in the file), decodes the split with each through
 the numpy + ai_edge_litert driver (pqrnn_jax/tflite_runner.py, constrained
 greedy, 1 thread), and the same split with jitted JAX greedy decoding: the
 float model and the AQT int8 model (same parameters). Reports exact match,
@@ -50,6 +52,8 @@ from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import targets as targets_lib
 
 FLAGS = flags.FLAGS
+# Exported files: <variant>[_<signature set>] (export.py's defaults if none).
+FILES = ("float", "dynamic", "int8", "int8_parse")
 flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
 flags.DEFINE_enum("split", "test", ["eval", "test"], "Split decoded.")
 flags.DEFINE_integer("limit", 0, "0: whole split.")
@@ -179,8 +183,9 @@ def main(argv):
   samples = calibration.from_config(
     config, model_cfg, params, ontology, args.calibration
   )
-  for variant in ("float", "dynamic", "int8"):
-    path = out_dir / f"model_{variant}.tflite"
+  for name in FILES:  # int8_parse: the int8 file with parse_<t> only.
+    variant, _, which = name.partition("_")
+    path = out_dir / f"model_{name}.tflite"
     r = export.export(
       model_cfg,
       params,
@@ -189,15 +194,16 @@ def main(argv):
       variant=variant,
       form=form,
       calibration=samples if variant == "int8" else None,
+      signatures=which or None,
     )
     preds, seconds = run_tflite(path, examples)
-    result[f"tflite_{variant}"] = dict(
+    result[f"tflite_{name}"] = dict(
       _score(preds, examples, jax_preds["none"]),
       bytes=r["bytes"],
       latency=_latency(seconds),
       ops=r["ops"],
     )
-    print(f"tflite_{variant}: {r['bytes']:,} bytes", flush=True)
+    print(f"tflite_{name}: {r['bytes']:,} bytes", flush=True)
   for beam in [int(b) for b in args.int8_beams if int(b) > 1]:
     loaded = (model_cfg, ontology, params, config)
     _beam_rows(result, loaded, examples, out_dir, beam)
@@ -220,9 +226,7 @@ def _print(r):
     f"{'':14s} {'EM':>7s} {'intent':>7s} {'slotF1':>7s} {'invalid':>7s} "
     f"{'agree':>6s} {'bytes':>11s} {'med ms':>7s} {'p90 ms':>7s}"
   )
-  rows = ("jax_float", "jax_aqt_int8") + tuple(
-    f"tflite_{v}" for v in ("float", "dynamic", "int8")
-  )
+  rows = ("jax_float", "jax_aqt_int8") + tuple(f"tflite_{v}" for v in FILES)
   rows += tuple(k for k in r if "_beam" in k)
   for k in rows:
     m = r[k]

@@ -38,6 +38,10 @@ def _write(model) -> bytes:
   return bytes(b.Output())
 
 
+def signature_keys(model_bytes) -> set[str]:
+  return {s.signatureKey.decode() for s in _read(model_bytes).signatureDefs}
+
+
 def _while_op(model, graph):
   """(index, operator) of the graph's first WHILE op, or None."""
   for i, op in enumerate(graph.operators):

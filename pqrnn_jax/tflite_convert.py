@@ -69,7 +69,9 @@ def _loop_calibration(samples):
       self.real = real(self.model, *args, **kwargs)
 
     def calibrate(self, dataset_gen):
-      base = [s for s in dataset_gen() if s[0] not in self.loops]
+      # encode_<t> samples may be here only to feed parse_<t>.
+      keys = loop_calibration.signature_keys(self.model)
+      base = [s for s in dataset_gen() if s[0] in keys - set(self.loops)]
       loops = loop_calibration.loop_samples(
         self.model, self.loops, as_parse, max_iterations=1000
       )

@@ -137,6 +137,22 @@ def test_int8_parse_agrees_with_its_host_loop(files, tmp_path):
   _, pairs = _both(r["path"], tokens)
   agree = np.mean([np.array_equal(g, w) for g, w in pairs])
   assert agree >= AGREE_INT8, agree
+  # parse_<t> alone (the encode and step samples then only feed the loop):
+  # the same loop, the same ranges, the same parses.
+  alone = export.export(
+    model_cfg,
+    params,
+    ontology,
+    tmp_path / "p.tflite",
+    variant="int8",
+    calibration=samples,
+    signatures="parse",
+  )
+  p, q = (tflite_runner.TFLiteParser(x["path"]) for x in (r, alone))
+  assert not q.has_steps
+  assert [q.parse_tokens(t) for t in tokens[:16]] == [
+    p.parse_tokens(t) for t in tokens[:16]
+  ]
   with pytest.raises(ValueError, match="beam<K>_<t>"):
     export.export(
       model_cfg,
