@@ -25,7 +25,6 @@ utterances, so their ratios are what to compare on a noisy machine. Prints
 a table and writes JSON.
 """
 
-import json
 import platform
 import tempfile
 import time
@@ -280,9 +279,7 @@ def main(argv):
     ops = ", ".join(f"{k} {v}" for k, v in r["ops"].items())
     print(f"| {name} | {r['bytes']:,} | " + " | ".join(cells) + f" | {ops} |")
   if FLAGS.out:
-    Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(FLAGS.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {FLAGS.out}")
+    cli.write_json(FLAGS.out, result)
 
 
 if __name__ == "__main__":

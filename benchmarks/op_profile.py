@@ -18,7 +18,6 @@ symbols with their share of the samples; writes JSON. Shares, not times,
 are what to read: perf's own overhead slows the parse a little.
 """
 
-import json
 import os
 import platform
 import re
@@ -198,9 +197,7 @@ def main(argv):
   for s in result["symbols"]:
     print(f"| `{s['symbol'][:90]}` | {100 * s['share']:.1f} % |")
   if FLAGS.out:
-    Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(FLAGS.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {FLAGS.out}")
+    cli.write_json(FLAGS.out, result)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ see the full traceback of one.
 """
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -135,3 +136,12 @@ def run(main, errors=()) -> None:
       sys.exit(f"error: {e}")
 
   app.run(guarded, flags_parser=_parse_flags)
+
+
+def write_json(path, result) -> None:
+  """Writes a benchmark's `result` as indented JSON (making the folder)
+  and says where."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result, indent=1) + "\n")
+  print(f"wrote {path}")
