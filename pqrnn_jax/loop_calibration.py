@@ -14,7 +14,9 @@ utterances to collect every iteration's loop state; the calibrator then
 runs the prefix and the body on those inputs and records each tensor's
 range, in the body itself, in the prefix's copy (copied back to the parse
 subgraph tensor by tensor), and the helper signatures are dropped before
-the MLIR quantizer sees the model.
+the MLIR quantizer sees the model. Left without a range, hence float:
+tensors whose range reaches a -inf mask, and loop inputs that only
+float-scope ops read (the decoder's running sums).
 """
 
 import copy
