@@ -6,8 +6,8 @@
     --out benchmarks/results/latency_mtop_en.json
 
 Exports the workdir's best checkpoint as float and dynamic-range .tflite
-files with every signature, int8 likewise (its parse_<t> calibrated in
-pieces, loop_calibration.py; steps only with --beam_step) and the default
+files with every signature, int8 likewise (its loops calibrated in
+pieces, loop_calibration.py) and the default
 dynamic file (one-call `parse_<t>` only: what an app ships), and the LSTM
 workdir's as int8, or takes --tflite files as they are, and parses each
 utterance of --file (default MTOP en test, or $MTOP_DIR) through
@@ -188,8 +188,6 @@ def _exports(tmp: Path) -> dict[str, str]:
   if FLAGS.workdir:
     sets = {"float": "all", "dynamic": "all", "int8": "all"}
     sets["dynamic_default"] = None  # parse_<t> only: the file to ship.
-    if FLAGS.beam_step > 1:  # int8 files hold no beam<K>_<t>.
-      sets["int8"] = "steps"
     for name, which in sets.items():
       out = tmp / f"pqrnn_{name}.tflite"
       variant = name.split("_")[0]

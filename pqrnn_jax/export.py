@@ -179,11 +179,6 @@ def _what_to_export(variant: str, signatures, beam: int):
   if which not in SIGNATURE_SETS:
     raise ValueError(f"signatures={which!r}: choose one of {SIGNATURE_SETS}")
   steps, parse = which != "parse", which != "steps"
-  if variant == "int8" and parse and beam > 1:
-    raise ValueError(
-      "int8 files hold the greedy parse_<t> loop but not beam<K>_<t>: "
-      "export the beam signatures with --variant dynamic or float"
-    )
   return steps, parse, beam if beam > 1 else 0
 
 
@@ -218,8 +213,8 @@ def export(
   signatures (see `tflite_signatures.bucket_lengths`). signatures: "steps"
   (encode_<t> + decode_step: the host loop and beam search), "parse"
   (parse_<t>: one-call greedy parses) or "all"; None: "steps" for int8
-  (loop_calibration.py: greedy only, no beam<K>_<t>), "parse" for dynamic
-  (the on-device file within 3.5 MB), "all" for float. beam > 1:
+  (its loops: loop_calibration.py), "parse" for dynamic (the on-device
+  file within 3.5 MB), "all" for float. beam > 1:
   add `decode_step_k<beam>` and a `beam<beam>_<t>` beside each `parse_<t>`.
   float_ops: int8: TFLite op names kept in float (e.g. "SOFTMAX")."""
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)

@@ -179,19 +179,20 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
       t, prev, logp, live, tree, fin, fin_acts, st = c
       out = step_fn(enc, prev, t, length, st)
       ok = decode_lib.allowed_mask(tree, kinds, mask_KxT, t, u, form, jnp)
-      scores = jnp.concatenate(
-        [out["symbol_scores"], out["pointer_scores"]], axis=-1
-      )
-      # Normalized over every action but PAD and pointers past the source.
-      norm = jnp.concatenate([no_pad_KxV, mask_KxT], axis=1)
-      step_KxA = jax.nn.log_softmax(jnp.where(norm, scores, -jnp.inf), -1)
-      total = logp[:, None] + jnp.where(ok, step_KxA, -jnp.inf)
-      a = total.shape[-1]
-      is_eos = jnp.arange(a) == EOS_ID
-      grow = jnp.where(is_eos, -jnp.inf, total).reshape(-1)
-      logp, idx = _top_k(grow, k)
+      with jax.named_scope(FLOAT_SCOPE):  # Scores summed over steps, -inf.
+        scores = jnp.concatenate(
+          [out["symbol_scores"], out["pointer_scores"]], axis=-1
+        )
+        # Normalized over every action but PAD and pointers past the source.
+        norm = jnp.concatenate([no_pad_KxV, mask_KxT], axis=1)
+        step_KxA = jax.nn.log_softmax(jnp.where(norm, scores, -jnp.inf), -1)
+        total = logp[:, None] + jnp.where(ok, step_KxA, -jnp.inf)
+        a = total.shape[-1]
+        is_eos = jnp.arange(a) == EOS_ID
+        grow = jnp.where(is_eos, -jnp.inf, total).reshape(-1)
+        logp, idx = _top_k(grow, k)
+        fin, fin_acts = _join_finished(fin, fin_acts, live, total, t, alpha)
       rows, act = idx // a, (idx % a).astype(jnp.int32)
-      fin, fin_acts = _join_finished(fin, fin_acts, live, total, t, alpha)
       live = jax.lax.dynamic_update_slice(live[rows], act[:, None], (0, t))
       tree = jax.tree.map(lambda x: x[rows], tree)
       tree = decode_lib.transition(tree, act, kinds, vocab, jnp)

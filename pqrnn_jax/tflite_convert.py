@@ -53,15 +53,17 @@ def convert_saved_model(
 @contextlib.contextmanager
 def _loop_calibration(samples):
   """While converting, the converter's calibrator calibrates WHILE loops
-  in pieces (loop_calibration.py); `parse_<t>` is fed the samples of
-  `encode_<t>`. The converter makes its float model and its calibrator in
-  one call, with no hook between them, hence the patch."""
+  in pieces (loop_calibration.py); `parse_<t>` and `beam<K>_<t>` are fed
+  the samples of `encode_<t>`. The converter makes its float model and
+  its calibrator in one call, with no hook between them, hence the
+  patch."""
   from tensorflow.lite.python import lite
 
   real = lite._calibrator.Calibrator
-  as_parse = [
-    (k.replace("encode_", "parse_"), v) for k, v in samples if "encode_" in k
-  ]
+  by_len = {}  # encode_<t> samples by t: parse_<t> and beam<K>_<t> take them.
+  for key, inputs in samples:
+    if key.startswith("encode_"):
+      by_len.setdefault(key.rsplit("_", 1)[1], []).append(inputs)
 
   class Calibrator:
     def __init__(self, model, *args, **kwargs):
@@ -72,8 +74,11 @@ def _loop_calibration(samples):
       # encode_<t> samples may be here only to feed parse_<t>.
       keys = loop_calibration.signature_keys(self.model)
       base = [s for s in dataset_gen() if s[0] in keys - set(self.loops)]
+      feed = [
+        (key, x) for key in self.loops for x in by_len[key.rsplit("_", 1)[1]]
+      ]
       loops = loop_calibration.loop_samples(
-        self.model, self.loops, as_parse, max_iterations=1000
+        self.model, self.loops, feed, max_iterations=1000
       )
       out = self.real.calibrate(lambda: iter(base + loops))
       return loop_calibration.without_loop_signatures(

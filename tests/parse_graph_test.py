@@ -153,17 +153,25 @@ def test_int8_parse_agrees_with_its_host_loop(files, tmp_path):
   assert [q.parse_tokens(t) for t in tokens[:16]] == [
     p.parse_tokens(t) for t in tokens[:16]
   ]
-  with pytest.raises(ValueError, match="beam<K>_<t>"):
-    export.export(
-      model_cfg,
-      params,
-      ontology,
-      tmp_path / "b.tflite",
-      variant="int8",
-      calibration=samples,
-      signatures="all",
-      beam=4,
-    )
+  # The beam search in one call, its scores kept float: near the host
+  # beam over the same file's batched step.
+  b = export.export(
+    model_cfg,
+    params,
+    ontology,
+    tmp_path / "b.tflite",
+    variant="int8",
+    calibration=samples,
+    signatures="all",
+    beam=4,
+  )
+  graph = tflite_runner.TFLiteParser(b["path"])
+  host = tflite_runner.TFLiteParser(b["path"], host_loop=True)
+  same = [
+    graph.parse_tokens(t, beam=4) == host.parse_tokens(t, beam=4)
+    for t in tokens
+  ]
+  assert np.mean(same) >= AGREE_INT8, np.mean(same)
 
 
 def test_one_call_beam_equals_jax_beam_search(files, tmp_path):
