@@ -16,15 +16,15 @@ flags; constants shared by the signatures are stored once.
 (ranges calibrated on training utterances run through encode and
 teacher-forced decode steps), float at the inputs, the outputs and the
 decoder's running sums. The converter runs in a subprocess: full-int8
-calibration segfaults on WHILE ops; a crash must be an error.
+calibration segfaults when it runs a WHILE op; a crash must be an error.
 
-`parse_<t>` (parse_graph.py; float and dynamic files) is the whole greedy
-parse in one call: encode, then the step in a WHILE loop with the tree
-constraints as tensors. Full-int8 calibration crashes on any WHILE op
-(TOOLCHAIN.md 4f), so the int8 file has none: there the step signature
-keeps the constraints in host code (the numpy twins of what decode.py
-jits), applied to float scores; unrolled instead, the loop would be U_max
-copies of the ~170-op step (~4 MB of op tables). The cache is
+`parse_<t>` (parse_graph.py) is the whole greedy parse in one call:
+encode, then the step in a WHILE loop with the tree constraints as
+tensors. int8 files calibrate that loop in pieces (loop_calibration.py)
+and hold only the step signatures by default, whose host loop keeps the
+constraints in host code (the numpy twins of what decode.py jits),
+applied to float scores; unrolled instead, the loop would be U_max copies
+of the ~170-op step (~4 MB of op tables). The cache is
 explicit: memory, pointer keys and per-layer keys/values (from `encode`),
 and per-layer running sums (in and out of each step). The LSTM baseline
 exports the same way: its cache is memory and pointer keys, its state the
