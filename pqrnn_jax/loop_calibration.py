@@ -15,15 +15,14 @@ runs the prefix and the body on those inputs and records each tensor's
 range, in the body itself, in the prefix's copy (copied back to the parse
 subgraph tensor by tensor), and the helper signatures are dropped before
 the MLIR quantizer sees the model. Left without a range, hence float:
-tensors whose range reaches a -inf mask, and loop inputs that only
-float-scope ops read (the decoder's running sums).
+tensors whose range reaches a -inf mask.
 """
 
 import copy
 
-import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
 
 _PREFIX = "calibration_prefix"
 _BODY = "calibration_body"
@@ -31,13 +30,11 @@ _COND = "calibration_cond"
 
 
 def _read(model_bytes) -> "schema.ModelT":
-  return schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+  return flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
 
 
 def _write(model) -> bytes:
-  b = flatbuffers.Builder(1024)
-  b.Finish(model.Pack(b), file_identifier=b"TFL3")
-  return bytes(b.Output())
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def signature_keys(model_bytes) -> set[str]:
@@ -78,7 +75,7 @@ def with_loop_signatures(model_bytes) -> tuple[bytes, dict]:
     opts = op.builtinOptions
     prefix = copy.deepcopy(graph)
     prefix.operators = prefix.operators[:at]
-    prefix.outputs = np.asarray(op.inputs, np.int32)
+    prefix.outputs = list(op.inputs)
     prefix.name = f"{_PREFIX}_{key}".encode()
     model.subgraphs.append(prefix)
     names = {p: f"{p}_{key}" for p in (_PREFIX, _BODY, _COND)}
@@ -140,20 +137,6 @@ def _has_range(tensor) -> bool:
   return q is not None and q.min is not None and len(q.min) > 0
 
 
-def _float_state(graph, scope: str) -> None:
-  """Drops the ranges of the loop inputs that ops under `scope` (kept in
-  float) read: state such as a running sum stays float across steps, as
-  the step signature's state inputs do."""
-  inputs = set(int(i) for i in graph.inputs)
-  for op in graph.operators:
-    if any(
-      scope in (graph.tensors[o].name or b"").decode() for o in op.outputs
-    ):
-      for i in op.inputs:
-        if int(i) in inputs:
-          graph.tensors[i].quantization = None
-
-
 def _drop_unbounded(graph, limit: float = 1e30) -> None:
   """Drops ranges that reach a -inf mask (the calibrator records it as
   -3.4e38): one int8 scale over that span rounds every real value to one
@@ -166,14 +149,12 @@ def _drop_unbounded(graph, limit: float = 1e30) -> None:
       t.quantization = None
 
 
-def without_loop_signatures(calibrated_bytes, loops, float_scope="") -> bytes:
+def without_loop_signatures(calibrated_bytes, loops) -> bytes:
   """Copies the prefix copies' ranges onto their parse subgraphs, then
   drops the helper signatures and subgraphs."""
   model = _read(calibrated_bytes)
   helpers = set()
   for loop in loops.values():
-    if float_scope:
-      _float_state(model.subgraphs[loop["body_graph"]], float_scope)
     _drop_unbounded(model.subgraphs[loop["body_graph"]])
     graph = model.subgraphs[loop["graph"]]
     prefix = model.subgraphs[loop["prefix_graph"]]

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pqrnn_jax import loop_calibration
 from pqrnn_jax.decoder import FLOAT_SCOPE
 from pqrnn_jax.tflite_file import tensors_named
 
@@ -59,6 +58,8 @@ def _loop_calibration(samples):
   patch."""
   from tensorflow.lite.python import lite
 
+  from pqrnn_jax import loop_calibration  # In the converter's process only.
+
   real = lite._calibrator.Calibrator
   by_len = {}  # encode_<t> samples by t: parse_<t> and beam<K>_<t> take them.
   for key, inputs in samples:
@@ -68,12 +69,12 @@ def _loop_calibration(samples):
   class Calibrator:
     def __init__(self, model, *args, **kwargs):
       self.model, self.loops = loop_calibration.with_loop_signatures(model)
+      # encode_<t> samples may be here only to feed parse_<t>.
+      self.fed = loop_calibration.signature_keys(model) - set(self.loops)
       self.real = real(self.model, *args, **kwargs)
 
     def calibrate(self, dataset_gen):
-      # encode_<t> samples may be here only to feed parse_<t>.
-      keys = loop_calibration.signature_keys(self.model)
-      base = [s for s in dataset_gen() if s[0] in keys - set(self.loops)]
+      base = [s for s in dataset_gen() if s[0] in self.fed]
       feed = [
         (key, x) for key in self.loops for x in by_len[key.rsplit("_", 1)[1]]
       ]
@@ -81,9 +82,7 @@ def _loop_calibration(samples):
         self.model, self.loops, feed, max_iterations=1000
       )
       out = self.real.calibrate(lambda: iter(base + loops))
-      return loop_calibration.without_loop_signatures(
-        out, self.loops, FLOAT_SCOPE
-      )
+      return loop_calibration.without_loop_signatures(out, self.loops)
 
   lite._calibrator.Calibrator = Calibrator
   try:
