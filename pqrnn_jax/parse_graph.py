@@ -158,7 +158,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
   GNMT penalty alpha, constrained) in one call, same inputs and outputs as
   `parse_fn`. The k hypotheses are the rows of one `decode_step` (k
   queries of the one encoder cache: `decode_step_k<k>`); the loop ends
-  once no live hypothesis can beat the worst of k finished ones (as
+  once no live hypothesis can beat the best finished one (as
   `TFLiteParser.beam_decode`), which gives the full scan's result."""
   fns, step_fn, state_shapes = _step_io(model_cfg, params, "beam_step")
   u, vocab = model_cfg.max_target_len, len(kinds_V)
@@ -172,7 +172,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
 
     def running(c):
       t, logp, fin = c[0], c[2], c[5]
-      can_win = jnp.max(logp) / pen(u, alpha) > fin[-1]
+      can_win = jnp.max(logp) / pen(u, alpha) > fin[0]
       return (t < u) & jnp.isfinite(jnp.max(logp)) & can_win
 
     def step(c):

@@ -329,8 +329,9 @@ class TFLiteParser:
     """decode.beam_search on device: K live hypotheses, one decode_step
     call each per step; those ending in EOS (scored by log-prob over the
     GNMT length penalty) go to a pool of K finished ones. Stops once no
-    live hypothesis can beat the pool's worst (log-probs only fall; the
-    penalty is largest at U_max). The best's action ids, ending with EOS.
+    live hypothesis can beat the pool's best (log-probs only fall; the
+    penalty is largest at U_max), so the best is the full search's. Its
+    action ids, ending with EOS.
     A file with `decode_step_k<beam>` runs each step's K calls as one."""
     batched = beam == self.beam_step
     expand = self._expand_batched if batched else self._expand
@@ -346,7 +347,7 @@ class TFLiteParser:
       done = sorted(done + ended, key=lambda e: -e[0])[:beam]
       live = self._grow(cands, beam)
       bound = max((h[0] for h in live), default=-np.inf) / pen(self.u_max)
-      if not live or (len(done) == beam and bound <= done[-1][0]):
+      if not live or (done and bound <= done[0][0]):
         break
     if done:
       return np.asarray(done[0][1], np.int32)
