@@ -226,6 +226,21 @@ def _host(files, path):
   return None
 
 
+def _beam_ratios(rows) -> dict:
+  """{beam row: its median parse over the same file's greedy one}: a beam
+  call over the greedy call (`X_beam<K>_parse` / `X_parse`), the host beam
+  over the host loop (`X_beam<K>` / `X`)."""
+  ratios = {}
+  for name, r in rows.items():
+    base, beam, rest = name.partition("_beam")
+    if not beam or rest.endswith("per_hypothesis"):
+      continue
+    greedy = rows.get(base + ("_parse" if rest.endswith("_parse") else ""))
+    if greedy:
+      ratios[name] = r["parse_median_ms"] / greedy["parse_median_ms"]
+  return ratios
+
+
 def main(argv):
   cli.no_extra_args(argv)
   path = Path(FLAGS.file)
@@ -266,6 +281,7 @@ def main(argv):
     "threads": 1,
     "buckets": _buckets(),
     "files": rows,
+    "beam_over_greedy": _beam_ratios(rows),
   }
   cols = ("parse_median_ms", "parse_p90_ms", "encode_median_ms")
   cols += ("step_median_ms", "steps_per_parse", "host_per_step_median_ms")
