@@ -330,8 +330,7 @@ class TFLiteParser:
     call each per step; those ending in EOS (scored by log-prob over the
     GNMT length penalty) go to a pool of K finished ones. Stops once no
     live hypothesis can beat the pool's best (log-probs only fall; the
-    penalty is largest at U_max), so the best is the full search's. Its
-    action ids, ending with EOS.
+    penalty is largest at U_max): the full search's best, ending in EOS.
     A file with `decode_step_k<beam>` runs each step's K calls as one."""
     batched = beam == self.beam_step
     expand = self._expand_batched if batched else self._expand
