@@ -125,8 +125,8 @@ def _top_k(x_N, k: int):
 
 def _beam_init(k: int, u: int, state_widths: dict):
   """The loop's carry before the first step: (step, previous actions, live
-  log-probs, live actions, tree states, finished scores, finished actions,
-  decoder state). Only hypothesis 0 is live at first."""
+  log-probs, live actions, tree states, best finished score [1] and
+  actions [1, U], decoder state). Only hypothesis 0 is live at first."""
   no_actions = jnp.full((k, u), PAD_ID, jnp.int32)
   return (
     jnp.zeros((), jnp.int32),
@@ -134,23 +134,23 @@ def _beam_init(k: int, u: int, state_widths: dict):
     jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf),
     no_actions,
     decode_lib.init_state(k, jnp),
-    jnp.full((k,), -jnp.inf),
-    no_actions,
+    jnp.full((1,), -jnp.inf),
+    no_actions[:1],
     {n: jnp.zeros((k, w), jnp.float32) for n, w in state_widths.items()},
   )
 
 
-def _join_finished(fin_K, fin_KxU, live_KxU, total_KxA, t, alpha):
-  """The K best of the finished pool and of the live hypotheses ending in
-  EOS at step t (log-prob over the GNMT penalty); earlier ones win ties,
-  as in decode.beam_search."""
-  k = fin_K.shape[0]
-  eos = jnp.full((k, 1), EOS_ID, jnp.int32)
+def _join_finished(fin_1, fin_1xU, live_KxU, total_KxA, t, alpha):
+  """The best of the finished one and of the live hypotheses ending in EOS
+  at step t (log-prob over the GNMT penalty); earlier ones win ties, as in
+  decode.beam_search. Only the best is kept: the search stops on it and
+  returns it."""
+  eos = jnp.full((live_KxU.shape[0], 1), EOS_ID, jnp.int32)
   ended_KxU = jax.lax.dynamic_update_slice(live_KxU, eos, (0, t))
   pen = decode_lib.gnmt_penalty(t + 1.0, alpha)
-  pool = jnp.concatenate([fin_K, total_KxA[:, EOS_ID] / pen])
-  fin_K, pick = _top_k(pool, k)
-  return fin_K, jnp.concatenate([fin_KxU, ended_KxU])[pick]
+  pool = jnp.concatenate([fin_1, total_KxA[:, EOS_ID] / pen])
+  fin_1, pick = _top_k(pool, 1)
+  return fin_1, jnp.concatenate([fin_1xU, ended_KxU])[pick]
 
 
 def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):

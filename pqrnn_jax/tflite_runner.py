@@ -328,9 +328,9 @@ class TFLiteParser:
   ):
     """decode.beam_search on device: K live hypotheses, one decode_step
     call each per step; those ending in EOS (scored by log-prob over the
-    GNMT length penalty) go to a pool of K finished ones. Stops once no
-    live hypothesis can beat the pool's best (log-probs only fall; the
-    penalty is largest at U_max): the full search's best, ending in EOS.
+    GNMT length penalty) compete for the best finished one. Stops once no
+    live hypothesis can beat it (log-probs only fall; the penalty is
+    largest at U_max): the full search's best, ending in EOS.
     A file with `decode_step_k<beam>` runs each step's K calls as one."""
     batched = beam == self.beam_step
     expand = self._expand_batched if batched else self._expand
@@ -338,18 +338,18 @@ class TFLiteParser:
     n, eos = int(length_1[0]), targets_lib.EOS_ID
     pen = lambda length: decode_lib.gnmt_penalty(length, length_penalty)
     live = [(0.0, [], host_constraints.HostState(), dict(self._zeros))]
-    done = []  # (score, actions), best first; earlier ones win ties.
+    best = (-np.inf, None)  # (score, actions); earlier ones win ties.
     for t in range(self.u_max):
       cands = expand(step, live, t, n, constrained)
-      ended = [(c[0][eos] / pen(t + 1), c[1] + [eos]) for c in cands]
-      ended = [e for e in ended if np.isfinite(e[0])]
-      done = sorted(done + ended, key=lambda e: -e[0])[:beam]
+      for logp, acts, *_ in cands:  # Ending in EOS at step t.
+        if (score := logp[eos] / pen(t + 1)) > best[0]:
+          best = (score, acts + [eos])
       live = self._grow(cands, beam)
       bound = max((h[0] for h in live), default=-np.inf) / pen(self.u_max)
-      if not live or (done and bound <= done[0][0]):
+      if not live or bound <= best[0]:
         break
-    if done:
-      return np.asarray(done[0][1], np.int32)
+    if best[1] is not None:
+      return np.asarray(best[1], np.int32)
     return np.asarray(live[0][1] if live else [eos], np.int32)
 
   def parse_tokens(self, tokens, constrained=True, beam: int = 1) -> str:

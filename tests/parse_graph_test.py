@@ -100,10 +100,9 @@ def test_default_dynamic_file_is_parse_only(files, tmp_path):
 def _fc_weight_types(path) -> set[str]:
   """Types of every FULLY_CONNECTED weight, in all subgraphs."""
   from ai_edge_litert import schema_py_generated as schema
+  from ai_edge_litert.tools import flatbuffer_utils
 
-  m = schema.ModelT.InitFromObj(
-    schema.Model.GetRootAs(open(path, "rb").read(), 0)
-  )
+  m = flatbuffer_utils.read_model(str(path))
   names = {v: k for k, v in vars(schema.TensorType).items() if k.isupper()}
   fc = schema.BuiltinOperator.FULLY_CONNECTED
   return {
