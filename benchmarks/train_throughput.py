@@ -10,7 +10,8 @@ devices (override e.g. --set train.batch_size=128), compiles every bucket
 shape first (the compile time is reported apart), then times `--steps`
 steps fed as the training loop feeds them (host batches, asynchronous
 dispatch). Real examples only are counted (filler rows of short batches are
-not). Beside examples/s it reports:
+not); with train.packing=True a row holds several (pqrnn_jax/packing.py).
+Beside examples/s it reports:
   - the split of a step into host input (making the batch), host-to-device
     transfer (device_put of the same arrays) and the step itself, each
     timed alone and blocking (median ms);
@@ -26,6 +27,7 @@ machine in one run.
 
 import functools
 import json
+import math
 import os
 import platform
 import statistics
@@ -146,8 +148,14 @@ def measure(config, steps: int) -> dict:
   model = models.make_model(model_cfg)
   devices = jax.local_devices()
   n = len(devices)
+  packed = config.train.get("packing", False)
   batches = input_pipeline.Batches(
-    enc, config.train.batch_size, config.train.buckets, config.seed
+    enc,
+    config.train.batch_size,
+    config.train.buckets,
+    config.seed,
+    packed_vocab=len(ontology) if packed else 0,
+    row_multiple=math.lcm(2, n),
   )
   state = train_state.create_train_state(
     config.train, model_cfg, jax.random.key(0)
@@ -163,33 +171,28 @@ def measure(config, steps: int) -> dict:
 
   def run(i):
     nonlocal state
-    b = batches(i)
-    real = float((b["weights"].sum(1) > 0).sum())
-    state, sums = step(state, input_pipeline.shard(b, n), rng, None)
-    return sums, real
+    state, sums = step(state, input_pipeline.shard(batches(i), n), rng, None)
+    return sums, float(batches.examples(i))
 
-  # Every shape once (twice for the first: flax's replicate() lays the
-  # state out unlike the step's outputs), so no timed step compiles.
-  warm = set()
-  i = 0
+  # Every shape of the timed steps once (twice for the first: flax's
+  # replicate() lays the state out unlike the step's outputs), so no timed
+  # step compiles.
+  timed = range(steps)
+  first = {}
+  for k in timed:
+    first.setdefault(batches.shape(k), k)
   t0 = time.perf_counter()
-  while len(warm) < len(batches.shapes) and i < batches.steps_per_epoch:
-    shape = batches(i)["targets"].shape + batches(i)["fingerprints"].shape
-    if shape not in warm:
-      jax.block_until_ready(run(i)[0])
-      if not warm:
-        jax.block_until_ready(run(i)[0])
-      warm.add(shape)
-    i += 1
+  for j, k in enumerate(first.values()):
+    for _ in range(2 if j == 0 else 1):
+      jax.block_until_ready(run(k)[0])
   compile_s = time.perf_counter() - t0
   examples = 0.0
   t0 = time.perf_counter()
-  for k in range(steps):
-    sums, real = run(i + k)
+  for k in timed:
+    sums, real = run(k)
     examples += real
   jax.block_until_ready(sums)
   seconds = time.perf_counter() - t0
-  timed = range(i, i + steps)
   out = {
     "benchmark": "train_throughput",
     "revision": revision(),
@@ -203,7 +206,13 @@ def measure(config, steps: int) -> dict:
     "date": time.strftime("%Y-%m-%d"),
     "params": models.param_count(flax.jax_utils.unreplicate(state.params)),
     "batch_size": config.train.batch_size,
+    "packing": bool(packed),
     "bucket_shapes": [list(x) for x in batches.shapes],
+    # Packed: (rows, T_r, U_r) of the timed steps, and how many had each.
+    "step_shapes": {
+      "x".join(map(str, x)): sum(batches.shape(k) == x for k in timed)
+      for x in first
+    },
     "steps": steps,
     "seconds": seconds,
     "steps_per_s": steps / seconds,

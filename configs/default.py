@@ -87,6 +87,8 @@ def get_config():
   t.buckets = 3  # Length buckets, shapes chosen from the data to cut
   # padding (input_pipeline.bucket_shapes): one compiled step each. More
   # buckets run faster per step but learn less per step (docs/RESULTS.md).
+  t.packing = False  # Random batches packed several examples per row
+  # (pqrnn_jax/packing.py): few pads, and `buckets` is not used.
   t.devices = 0  # Local devices to train on; 0 = all.
   t.stop_after = 0  # Stop (with a checkpoint) after this many steps of this
   # run, for time-boxed jobs; 0 = run to num_steps. Rerun to resume.

@@ -37,16 +37,30 @@ def masked_softmax(logits, mask):
 
 
 def cross_attention(q_BxUxD, k_BxNxTxK, v_BxNxKxT, mask_BxT, einsum=jnp.einsum):
-  """Scaled multi-head attention of queries over the encoder memory."""
+  """Scaled multi-head attention of queries over the encoder memory;
+  mask [B, T], or [B, U, T] per query (packed rows)."""
   b, u, _ = q_BxUxD.shape
   n, dk = k_BxNxTxK.shape[1], k_BxNxTxK.shape[-1]
   q = q_BxUxD.reshape(b, u, n, dk).astype(jnp.float32)
   logits_BxNxUxT = einsum("bunk,bntk->bnut", q, k_BxNxTxK) / jnp.sqrt(
     jnp.float32(dk)
   )
-  w = masked_softmax(logits_BxNxUxT, mask_BxT[:, None, None, :])
+  mask = mask_BxT[:, None, None, :] if mask_BxT.ndim == 2 else mask_BxT[:, None]
+  w = masked_softmax(logits_BxNxUxT, mask)
   out = einsum("bnut,bnkt->bunk", w, v_BxNxKxT.astype(jnp.float32))
   return out.reshape(b, u, n * dk)
+
+
+def cumulative_mean(vals_BxUxD, positions_BxU=None):
+  """Mean of vals over steps 0..t of each sequence: [B, U, D]."""
+  cum = jnp.cumsum(vals_BxUxD, axis=1)
+  u = vals_BxUxD.shape[1]
+  if positions_BxU is None:
+    return cum / jnp.arange(1, u + 1, dtype=jnp.float32)[None, :, None]
+  # Subtract the sum before the segment's first step.
+  start = (jnp.arange(u)[None] - positions_BxU)[..., None]
+  before = jnp.take_along_axis(cum - vals_BxUxD, start, axis=1)
+  return (cum - before) / (positions_BxU + 1.0)[..., None]
 
 
 class MAttLayer(nn.Module):
@@ -96,13 +110,16 @@ class MAttLayer(nn.Module):
     f = self.ffn_out(nn.relu(self.ffn_in(y)))
     return self.ln2(y + self.drop(f, deterministic=deterministic))
 
-  def __call__(self, y_BxUxD, kv, mask_BxT, deterministic=True):
-    """Teacher forcing over all U steps at once (causal by cumulative mean)."""
-    u = y_BxUxD.shape[1]
+  def __call__(
+    self, y_BxUxD, kv, mask_BxT, deterministic=True, positions_BxU=None
+  ):
+    """Teacher forcing over all U steps at once (causal by cumulative mean).
+    positions_BxU: each step's position in its packed segment (the mean
+    restarts where it is 0), or None: one sequence per row."""
     vals = self.w_v(y_BxUxD).astype(jnp.float32)
-    steps = jnp.arange(1, u + 1, dtype=jnp.float32)[None, :, None]
-    a_self = jnp.cumsum(vals, axis=1) / steps
-    return self._merge(y_BxUxD, a_self, kv, mask_BxT, deterministic)
+    return self._merge(
+      y_BxUxD, cumulative_mean(vals, positions_BxU), kv, mask_BxT, deterministic
+    )
 
   def step(self, y_BxD, running_sum_BxD, t, kv, mask_BxT):
     """One decoding step t (0-based); returns (output, new running sum)."""

@@ -65,6 +65,7 @@ def make_kd_loss_fn(model, teacher, label_smoothing, alpha, temperature):
         ),
         batch["lengths"],
         inputs,
+        **train_step.packed_kwargs(batch),
       )
     )
     scores = train_step.student_scores(model, params, batch, rng)

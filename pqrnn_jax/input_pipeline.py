@@ -9,7 +9,8 @@ compute its own shard of the same global batch.
 A batch is a dict of numpy arrays:
   fingerprints [B, T] uint32 ([B, T, 1 + K] with K token features),
   lengths [B] int32,
-  targets [B, U] int32 (actions, EOS, then PAD), weights [B, U] float32.
+  targets [B, U] int32 (actions, EOS, then PAD), weights [B, U] float32;
+packed batches (packing.py) add segment ids and positions, B being rows.
 """
 
 import collections
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pqrnn_jax import projection
+from pqrnn_jax import packing, projection
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.data import mixture, readers, synthetic
 
@@ -256,12 +257,20 @@ class Batches:
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    packed_vocab: int = 0,
+    row_multiple: int = 2,
   ):
     if batch_size % process_count:
       raise ValueError(f"batch {batch_size} % processes {process_count} != 0")
     self.enc, self.batch_size, self.seed = enc, batch_size, seed
     self.pi, self.pc = process_index, process_count
+    # Packed: random batches, examples packed into rows (packing.py) of one
+    # (T_r, U_r); the row count, a multiple of row_multiple, varies.
+    self.packed_vocab, self.row_multiple = packed_vocab, row_multiple
     caps = enc.fingerprints.shape[1], enc.targets.shape[1]
+    if packed_vocab:
+      buckets = 1
+      self.row_shape = packing.row_shape(enc.lengths, enc.target_lengths)
     self.shapes = bucket_shapes(enc.lengths, enc.target_lengths, buckets, caps)
     # Smallest bucket that holds both the source and the target.
     fits = [
@@ -293,13 +302,34 @@ class Batches:
     epoch, i = divmod(step, self.steps_per_epoch)
     return self._epoch_plan(epoch)[i]
 
-  def shape(self, step: int) -> tuple[int, int]:
-    """(T_b, U_b) of global batch `step`."""
-    return self.shapes[self._planned(step)[0]]
+  def shape(self, step: int) -> tuple[int, ...]:
+    """(T_b, U_b) of global batch `step`; packed: (rows, T_r, U_r)."""
+    b, idx = self._planned(step)
+    if not self.packed_vocab:
+      return self.shapes[b]
+    e = self.enc
+    rows = packing.first_fit(
+      e.lengths[idx], e.target_lengths[idx], self.row_shape
+    )
+    return (packing.num_rows(len(rows), self.row_multiple), *self.row_shape)
+
+  def examples(self, step: int) -> int:
+    """Real examples in global batch `step`."""
+    return len(self._planned(step)[1])
 
   def __call__(self, step: int) -> dict:
     """This process's share of global batch `step`."""
     b, idx = self._planned(step)
+    if self.packed_vocab:
+      return packing.packed_batch(
+        self.enc,
+        idx,
+        self.row_shape,
+        self.packed_vocab,
+        self.row_multiple,
+        self.pi,
+        self.pc,
+      )
     return make_batch(
       self.enc, idx, self.shapes[b], self.batch_size, self.pi, self.pc
     )

@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import decoder as decoder_lib
+from pqrnn_jax import packing, projection, qrnn, word_table
 from pqrnn_jax import pretrained as pretrained_lib
-from pqrnn_jax import projection, qrnn, word_table
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.pointer_head import PointerHead, lookup
+from pqrnn_jax.signature_specs import export_signatures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,46 +153,6 @@ def shift_right(actions_BxU):
   return jnp.concatenate([bos, actions_BxU[:, :-1]], axis=1)
 
 
-def encode_signature(config, memory_width: int, cache, t: int) -> dict:
-  """The `encode` signature every model shares: fingerprints and length in,
-  memory, pointer keys and `cache` [(name, shape, dtype)] out (batch 1,
-  source length t)."""
-  fps = projection.input_shape(config.token_features, t, 1)
-  return {
-    "inputs": [("fingerprints", fps, "int32"), ("length", (1,), "int32")],
-    "outputs": [
-      ("memory", (1, t, memory_width), "float32"),
-      ("pointer_keys", (1, t, config.bottleneck), "float32"),
-    ]
-    + list(cache),
-  }
-
-
-def step_signature(config, encoded, state, t: int) -> dict:
-  """The `decode_step` signature: previous action, step, length, the
-  `encode` outputs and the decoder `state` in; unmasked symbol and pointer
-  scores and the next `state` out (batch 1)."""
-  ids = [("prev_action", (1,), "int32"), ("step", (1,), "int32")]
-  return {
-    "inputs": ids + [("length", (1,), "int32")] + encoded + list(state),
-    "outputs": [
-      ("symbol_scores", (1, config.vocab_size), "float32"),
-      ("pointer_scores", (1, t), "float32"),
-    ]
-    + list(state),
-  }
-
-
-def export_signatures(config, memory_width: int, cache, state, t) -> dict:
-  """{"encode"|"decode_step": {"inputs"|"outputs": [(name, shape, dtype)]}}
-  at source length t; the graphs themselves take T from their inputs."""
-  enc = encode_signature(config, memory_width, cache, t)
-  return {
-    "encode": enc,
-    "decode_step": step_signature(config, enc["outputs"], state, t),
-  }
-
-
 def source_mask(lengths_B, t: int):
   """[B, T] bool: real source positions."""
   return jnp.arange(t)[None, :] < lengths_B[:, None]
@@ -247,11 +208,18 @@ class Seq2Seq(nn.Module):
     ]
     self.drop = nn.Dropout(c.dropout)
 
-  def encode(self, fingerprints_BxT, lengths_B, deterministic=True):
+  def encode(
+    self, fingerprints_BxT, lengths_B, deterministic=True, packed=None
+  ):
     """Fingerprints (uint32 or bitcast int32) [B, T], or [B, T, 1 + K] with
-    token_features -> memory [B, T, 2H], mask [B, T]."""
+    token_features -> memory [B, T, 2H], mask [B, T]. `packed`: segment ids
+    of packed rows (packing.py), where `lengths_B` is not read."""
     c = self.config
-    mask_BxT = source_mask(lengths_B, fingerprints_BxT.shape[1])
+    segments = None if packed is None else packed["source_segments"]
+    if packed is None:
+      mask_BxT = source_mask(lengths_B, fingerprints_BxT.shape[1])
+    else:
+      mask_BxT = segments > 0
     projection.check_input(fingerprints_BxT, c.token_features)
     p_BxTxF = projection.project(fingerprints_BxT, c.projection_size)
     if c.token_features:
@@ -266,7 +234,7 @@ class Seq2Seq(nn.Module):
       x = x + self._pretrained(fingerprints_BxT)
     x = nn.relu(self.bottleneck_norm(x))
     x = self.drop(x, deterministic=deterministic)
-    memory_BxTxM = self.encoder(x, mask_BxT, deterministic)
+    memory_BxTxM = self.encoder(x, mask_BxT, deterministic, segments)
     return memory_BxTxM, mask_BxT
 
   def _pretrained(self, fingerprints_BxT):
@@ -278,15 +246,23 @@ class Seq2Seq(nn.Module):
       e = jax.lax.stop_gradient(e)
     return self.word_proj(e.astype(compute_dtype(c.dtype)))
 
-  def decode(self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True):
-    """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores."""
-    u = inputs_BxU.shape[1]
+  def decode(
+    self, memory_BxTxM, mask_BxT, inputs_BxU, deterministic=True, packed=None
+  ):
+    """Teacher forcing: decoder inputs (BOS-shifted actions) -> scores; with
+    `packed`, each segment of a row decodes its own source (packing.py)."""
+    u, positions = inputs_BxU.shape[1], None
+    if packed is not None:
+      positions = packed["target_positions"]
+      mask_BxT = packing.attention_mask(packed)  # [B, U, T]
     y = self.head.embed(inputs_BxU, memory_BxTxM)
-    y = y + self.position_embed(jnp.arange(u))[None]
+    y = y + self.position_embed(
+      jnp.arange(u)[None] if positions is None else positions
+    )
     y = self.drop(y, deterministic=deterministic)
     for layer in self.layers:
       kv = layer.memory_kv(memory_BxTxM)
-      y = layer(y, kv, mask_BxT, deterministic)
+      y = layer(y, kv, mask_BxT, deterministic, positions)
     return self.head.scores(y, self.head.keys(memory_BxTxM), mask_BxT)
 
   def init_cache(self, memory_BxTxM, mask_BxT):
@@ -324,10 +300,17 @@ class Seq2Seq(nn.Module):
     return scores[:, 0], cache
 
   def __call__(
-    self, fingerprints_BxT, lengths_B, inputs_BxU, deterministic=True
+    self,
+    fingerprints_BxT,
+    lengths_B,
+    inputs_BxU,
+    deterministic=True,
+    packed=None,
   ):
-    memory, mask = self.encode(fingerprints_BxT, lengths_B, deterministic)
-    return self.decode(memory, mask, inputs_BxU, deterministic)
+    memory, mask = self.encode(
+      fingerprints_BxT, lengths_B, deterministic, packed
+    )
+    return self.decode(memory, mask, inputs_BxU, deterministic, packed)
 
   # -- What the model exports (export.py converts these, batch 1) ---------
 

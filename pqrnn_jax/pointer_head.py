@@ -21,9 +21,11 @@ from pqrnn_jax import targets as targets_lib
 
 
 def masked_scores(sym_BxUxV, ptr_BxUxT, mask_BxT):
-  """[B, U, V + T] action scores: PAD and pointers past the length -inf."""
+  """[B, U, V + T] action scores: PAD and pointers past the length (or,
+  with a [B, U, T] mask, outside the step's packed segment) -inf."""
   sym = sym_BxUxV.at[..., targets_lib.PAD_ID].set(-jnp.inf)
-  ptr = jnp.where(mask_BxT[:, None, :], ptr_BxUxT, -jnp.inf)
+  mask = mask_BxT[:, None, :] if mask_BxT.ndim == 2 else mask_BxT
+  ptr = jnp.where(mask, ptr_BxUxT, -jnp.inf)
   return jnp.concatenate([sym, ptr], axis=-1)
 
 

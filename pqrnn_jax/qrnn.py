@@ -97,7 +97,16 @@ POOLING = {
 }
 
 
-def fo_pool(z, f, mask_BxT, reverse=False, impl="scan"):
+def _neighbour(segments_BxT, d: int):
+  """The segment id d steps earlier (d < 0: later), -1 past the ends."""
+  t_max = segments_BxT.shape[1]
+  pad = [(0, 0), (d, 0) if d > 0 else (0, -d)]
+  padded = jnp.pad(segments_BxT, pad, constant_values=-1)
+  start = 0 if d > 0 else -d
+  return padded[:, start : start + t_max]
+
+
+def fo_pool(z, f, mask_BxT, reverse=False, impl="scan", segments_BxT=None):
   """fo-pooling c_t = f_t c_{t-1} + (1 - f_t) z_t over valid steps.
 
   Padded steps get multiplier 1 and input 0, so the state carries through
@@ -108,21 +117,37 @@ def fo_pool(z, f, mask_BxT, reverse=False, impl="scan"):
     mask_BxT: [B, T] bool, True on real tokens.
     reverse: run from the end (the backward direction).
     impl: a key of POOLING.
+    segments_BxT: packed rows' segment ids (packing.py), or None: the
+      state restarts from 0 at each segment's first step.
   Returns:
     c: [B, T, H] cell states.
   """
   m = mask_BxT[..., None]
-  a = jnp.where(m, f, 1.0)
+  if segments_BxT is not None:
+    first = segments_BxT != _neighbour(segments_BxT, -1 if reverse else 1)
+    f_carry = jnp.where(first[..., None], 0.0, f)
+  else:
+    f_carry = f
+  a = jnp.where(m, f_carry, 1.0)
   b = jnp.where(m, (1.0 - f) * z, 0.0)
   return POOLING[impl](a, b, reverse)
 
 
-def shift_stack(x_BxTxD, k: int, reverse: bool = False):
-  """[B, T, k*D]: x_{t-k+1..t} (or x_{t..t+k-1} if reverse), zero padded."""
+def shift_stack(x_BxTxD, k: int, reverse: bool = False, segments_BxT=None):
+  """[B, T, k*D]: x_{t-k+1..t} (or x_{t..t+k-1} if reverse), zero padded;
+  with segment ids, zero where a tap reaches into another segment."""
   t_max = x_BxTxD.shape[1]
   pad = [(0, 0), (0, k - 1) if reverse else (k - 1, 0), (0, 0)]
   xp = jnp.pad(x_BxTxD, pad)
-  return jnp.concatenate([xp[:, i : i + t_max] for i in range(k)], axis=-1)
+  taps = [xp[:, i : i + t_max] for i in range(k)]
+  if segments_BxT is not None:
+    # Tap i reads step t - (k - 1 - i), or t + i in reverse.
+    d = [-i if reverse else k - 1 - i for i in range(k)]
+    taps = [
+      x * (_neighbour(segments_BxT, di) == segments_BxT)[..., None] if di else x
+      for x, di in zip(taps, d, strict=True)
+    ]
+  return jnp.concatenate(taps, axis=-1)
 
 
 class QRNNDirection(nn.Module):
@@ -146,8 +171,10 @@ class QRNNDirection(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BxTxD, mask_BxT, deterministic: bool = True):
-    xs = shift_stack(x_BxTxD, self.kernel, self.reverse)
+  def __call__(
+    self, x_BxTxD, mask_BxT, deterministic: bool = True, segments_BxT=None
+  ):
+    xs = shift_stack(x_BxTxD, self.kernel, self.reverse, segments_BxT)
     gates_BxTx3H = self.dense(3 * self.hidden, name="gates")(xs)
     gates_BxTx3H = gates_BxTx3H.astype(jnp.float32)
     z, f, o = jnp.split(gates_BxTx3H, 3, axis=-1)
@@ -159,14 +186,15 @@ class QRNNDirection(nn.Module):
         self.make_rng("dropout"), self.zoneout, f.shape
       )
       f = jnp.where(keep, 1.0, f)
-    c = fo_pool(z, f, mask_BxT, self.reverse, self.pooling)
+    c = fo_pool(z, f, mask_BxT, self.reverse, self.pooling, segments_BxT)
     return o * c
 
 
 class BiQRNN(nn.Module):
   """Stack of bidirectional QRNN layers; outputs [B, T, 2H], zero on pads.
 
-  Layer l (from 0) uses zoneout probability zoneout ** (l + 1).
+  Layer l (from 0) uses zoneout probability zoneout ** (l + 1). With
+  `segments_BxT` (packed rows, packing.py) each segment runs as if alone.
   """
 
   hidden: int
@@ -178,7 +206,9 @@ class BiQRNN(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BxTxD, mask_BxT, deterministic: bool = True):
+  def __call__(
+    self, x_BxTxD, mask_BxT, deterministic: bool = True, segments_BxT=None
+  ):
     m = mask_BxT[..., None].astype(x_BxTxD.dtype)
     x = x_BxTxD * m  # Padded inputs must not leak into the anti-causal conv.
     for layer in range(self.layers):
@@ -195,7 +225,10 @@ class BiQRNN(nn.Module):
       fwd = direction(reverse=False, name=f"l{layer}_fwd")
       bwd = direction(reverse=True, name=f"l{layer}_bwd")
       h = jnp.concatenate(
-        [fwd(x, mask_BxT, deterministic), bwd(x, mask_BxT, deterministic)],
+        [
+          fwd(x, mask_BxT, deterministic, segments_BxT),
+          bwd(x, mask_BxT, deterministic, segments_BxT),
+        ],
         axis=-1,
       )
       x = (h * m).astype(self.dtype)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from pqrnn_jax import model as model_lib
+from pqrnn_jax import packing
 
 
 def loss_sums(scores_BxUxA, targets_BxU, weights_BxU, label_smoothing):
@@ -32,6 +33,14 @@ def loss_sums(scores_BxUxA, targets_BxU, weights_BxU, label_smoothing):
   }
 
 
+def packed_kwargs(batch) -> dict:
+  """`packed=` for the model when the batch is packed (packing.py): the
+  row's examples follow each other, so shift_right gives every segment
+  its BOS (the EOS id ending the one before)."""
+  packed = packing.model_inputs(batch)
+  return {} if packed is None else {"packed": packed}
+
+
 def student_scores(model, params, batch, rng):
   """Teacher-forced training-mode scores [B, U, A] of `model`."""
   return model.apply(
@@ -41,6 +50,7 @@ def student_scores(model, params, batch, rng):
     model_lib.shift_right(batch["targets"]),
     deterministic=False,
     rngs={"dropout": rng},
+    **packed_kwargs(batch),
   )
 
 

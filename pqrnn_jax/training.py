@@ -15,6 +15,7 @@ loss), checkpoints (orbax), inference + evaluate (periodic eval).
 import functools
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -79,7 +80,7 @@ def _saved(ckpts):
   return targets_lib.Ontology.from_dict(meta["ontology"]), meta["model"]
 
 
-def _model_and_data(config, workdir: Path, ckpts):
+def _model_and_data(config, workdir: Path, ckpts, n_devices: int = 1):
   """(model config, ontology, train Batches, KD teacher or None): the
   ontology is the checkpoint's on resume, else a KD teacher's, else built
   from the training data; a model fits what it learns from the data (the
@@ -95,6 +96,7 @@ def _model_and_data(config, workdir: Path, ckpts):
   ontology, enc = train_data.training_data(config, workdir, ontology)
   ontology.save(workdir / "ontology.json")
   model_cfg = models.from_config(config.model, len(ontology))
+  packed = _check_packing(config, model_cfg, teacher)
   batches = input_pipeline.Batches(
     enc,
     config.train.batch_size,
@@ -102,8 +104,25 @@ def _model_and_data(config, workdir: Path, ckpts):
     config.seed,
     jax.process_index(),
     jax.process_count(),
+    packed_vocab=len(ontology) if packed else 0,
+    # Every device of every process gets the same number of rows.
+    row_multiple=math.lcm(2, n_devices * jax.process_count()),
   )
   return model_cfg.fit(enc, saved_model), ontology, batches, teacher
+
+
+def _check_packing(config, model_cfg, teacher) -> bool:
+  """train.packing, refused (one line) for models that cannot read packed
+  rows."""
+  if not config.train.packing:
+    return False
+  archs = {model_cfg.arch} | ({teacher[0].config.arch} if teacher else set())
+  if archs != {"pqrnn"}:
+    raise ValueError(
+      f"train.packing=True needs pQRNN-MAtt models (got {sorted(archs)}): "
+      "set --config.train.packing=False"
+    )
+  return True
 
 
 def _p_step(config, model, teacher, devices, batches):
@@ -284,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
 
   # What: data, model, batches, state (fresh or resumed).
   model_cfg, ontology, batches, teacher = _model_and_data(
-    config, workdir, ckpts
+    config, workdir, ckpts, len(devices)
   )
   state, step_rng = _initial_state(config, ckpts, model_cfg)
   meta = _meta(config, ontology, model_cfg)

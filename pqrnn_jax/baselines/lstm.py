@@ -21,7 +21,7 @@ import numpy as np
 from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import pretrained as pretrained_lib
-from pqrnn_jax import projection, word_table
+from pqrnn_jax import projection, signature_specs, word_table
 from pqrnn_jax.pointer_head import PointerHead
 
 
@@ -227,7 +227,7 @@ class LSTMSeq2Seq(nn.Module):
     c = self.config
     t = t or c.max_source_len
     state = [(n, (1, c.bottleneck), "float32") for n in ("lstm_c", "lstm_h")]
-    return model_lib.export_signatures(c, 2 * c.lstm_hidden, [], state, t)
+    return signature_specs.export_signatures(c, 2 * c.lstm_hidden, [], state, t)
 
   def export_encode(self, fingerprints_1xT, length_1) -> dict:
     memory, mask = self.encode(fingerprints_1xT, length_1)
