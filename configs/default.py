@@ -77,6 +77,8 @@ def get_config():
   t.learning_rate = 2e-3
   t.warmup_steps = 100
   t.end_lr_fraction = 0.01  # The cosine decay ends at this * learning_rate.
+  t.schedule_steps = 0  # The decay's length; 0 = num_steps. Longer: training
+  # stops partway down the cosine (the longer run's first num_steps steps).
   t.weight_decay = 0.01
   t.grad_clip = 1.0
   t.label_smoothing = 0.1

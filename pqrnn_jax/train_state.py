@@ -48,13 +48,15 @@ class TrainState(train_state.TrainState):
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:
   """Linear warmup to `learning_rate`, then a cosine decay that ends at
-  `end_lr_fraction` of it at `num_steps` (0.01 in configs older than the
-  key)."""
+  `end_lr_fraction` of it (0.01 in configs older than the key) at
+  `schedule_steps`, or at `num_steps` where that is 0 or absent. A run
+  stopped before the end of its schedule is the longer run's first steps."""
+  horizon = train_cfg.get("schedule_steps", 0) or train_cfg.num_steps
   return optax.warmup_cosine_decay_schedule(
     0.0,
     train_cfg.learning_rate,
     train_cfg.warmup_steps,
-    max(train_cfg.num_steps, train_cfg.warmup_steps + 1),
+    max(horizon, train_cfg.warmup_steps + 1),
     end_value=train_cfg.learning_rate * train_cfg.get("end_lr_fraction", 0.01),
   )
 

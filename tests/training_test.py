@@ -125,6 +125,10 @@ def test_schedule_warms_up_then_decays_to_its_end_fraction():
     np.testing.assert_allclose(lr(10), 1e-2, 1e-6)
     np.testing.assert_allclose(lr(60), 1e-2 * (1 + fraction) / 2, 1e-6)
     np.testing.assert_allclose(lr(110), 1e-2 * fraction, 1e-6)
+  cfg.schedule_steps, cfg.num_steps = 110, 60  # Stops halfway down.
+  np.testing.assert_allclose(
+    train_state.learning_rate_schedule(cfg)(60), lr(60), 1e-6
+  )
 
 
 def test_ema_run_scores_and_saves_the_average(tmp_path):
@@ -148,11 +152,13 @@ def test_ema_run_scores_and_saves_the_average(tmp_path):
   )
 
 
-def test_pmap_two_devices_matches_one(tmp_path):
+@pytest.mark.parametrize("packing", [False, True])
+def test_pmap_two_devices_matches_one(tmp_path, packing):
   assert jax.local_device_count() >= 2, "conftest sets 4 fake CPU devices"
   cfg = tiny.get_config()
   cfg.model.dropout = cfg.model.zoneout = 0.0  # Per-device rngs differ.
   cfg.train.num_steps, cfg.eval_every = 4, 100
+  cfg.train.packing = packing
   out = {}
   for n in (1, 2):
     cfg.train.devices = n
@@ -183,3 +189,12 @@ def test_cli_predict_and_errors(trained, tmp_path):
     "--config.train.batch_sise=3",
   )
   assert r.returncode != 0 and "batch_sise" in r.stderr
+
+
+def test_packing_is_refused_for_a_model_that_cannot_read_it():
+  cfg = tiny.get_config()
+  cfg.train.packing = True
+  lstm = type("Cfg", (), {"arch": "lstm"})()
+  with pytest.raises(ValueError, match="train.packing=True needs pQRNN"):
+    training._check_packing(cfg, lstm, None)
+  assert not training._check_packing(tiny.get_config(), lstm, None)
