@@ -148,15 +148,28 @@ def measure(config, steps: int) -> dict:
   model = models.make_model(model_cfg)
   devices = jax.local_devices()
   n = len(devices)
+  # A baseline revision's package may predate packing and Batches.examples.
   packed = config.train.get("packing", False)
+  kw = {"packed_vocab": len(ontology), "row_multiple": math.lcm(2, n)}
   batches = input_pipeline.Batches(
     enc,
     config.train.batch_size,
     config.train.buckets,
     config.seed,
-    packed_vocab=len(ontology) if packed else 0,
-    row_multiple=math.lcm(2, n),
+    **(kw if packed else {}),
   )
+
+  def real_examples(i, b):
+    if hasattr(batches, "examples"):
+      return float(batches.examples(i))
+    return float((b["weights"].sum(1) > 0).sum())
+
+  def shape_of(i):
+    if hasattr(batches, "shape"):
+      return batches.shape(i)
+    b = batches(i)
+    return b["targets"].shape + b["fingerprints"].shape
+
   state = train_state.create_train_state(
     config.train, model_cfg, jax.random.key(0)
   )
@@ -171,8 +184,9 @@ def measure(config, steps: int) -> dict:
 
   def run(i):
     nonlocal state
-    state, sums = step(state, input_pipeline.shard(batches(i), n), rng, None)
-    return sums, float(batches.examples(i))
+    b = batches(i)
+    state, sums = step(state, input_pipeline.shard(b, n), rng, None)
+    return sums, real_examples(i, b)
 
   # Every shape of the timed steps once (twice for the first: flax's
   # replicate() lays the state out unlike the step's outputs), so no timed
@@ -180,7 +194,7 @@ def measure(config, steps: int) -> dict:
   timed = range(steps)
   first = {}
   for k in timed:
-    first.setdefault(batches.shape(k), k)
+    first.setdefault(shape_of(k), k)
   t0 = time.perf_counter()
   for j, k in enumerate(first.values()):
     for _ in range(2 if j == 0 else 1):
@@ -210,8 +224,7 @@ def measure(config, steps: int) -> dict:
     "bucket_shapes": [list(x) for x in batches.shapes],
     # Packed: (rows, T_r, U_r) of the timed steps, and how many had each.
     "step_shapes": {
-      "x".join(map(str, x)): sum(batches.shape(k) == x for k in timed)
-      for x in first
+      "x".join(map(str, x)): sum(shape_of(k) == x for k in timed) for x in first
     },
     "steps": steps,
     "seconds": seconds,
