@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
+from pqrnn_jax import calibration as calibration_lib  # noqa: E402
 from pqrnn_jax import (  # noqa: E402
   checkpoints,
   cli,
@@ -39,7 +40,11 @@ flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
 flags.DEFINE_enum("split", "eval", ["eval", "test"], "Split decoded.")
 flags.DEFINE_integer("limit", 0, "0: whole split.")
 flags.DEFINE_integer("error_utterances", 200, "Utterances for the RMS.")
-flags.DEFINE_integer("calibration", 300, "int8 calibration utterances.")
+flags.DEFINE_integer(
+  "calibration",
+  calibration_lib.DEFAULT_UTTERANCES,
+  "int8 calibration utterances.",
+)
 flags.DEFINE_string("out", "", "JSON path; default: print only.")
 flags.DEFINE_list(
   "float_ops",
@@ -57,7 +62,7 @@ def _files(workdir, calibration: int) -> dict:
   out = {}
   for variant in ("float", "int8"):
     name = f"model_{variant}"
-    if variant == "int8" and calibration != 300:
+    if variant == "int8" and calibration != calibration_lib.DEFAULT_UTTERANCES:
       name += f"_cal{calibration}"
     path = Path(workdir, "tflite", f"{name}.tflite")
     if not path.exists():

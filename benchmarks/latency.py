@@ -34,6 +34,7 @@ import numpy as np
 from absl import flags
 
 from pqrnn_jax import (
+  calibration,
   cli,
   export,
   input_pipeline,
@@ -48,7 +49,9 @@ flags.DEFINE_string("lstm_workdir", None, "LSTM baseline workdir (int8).")
 flags.DEFINE_list("tflite", [], "Exported .tflite files to time as they are.")
 flags.DEFINE_string("file", "en/test.txt", "Utterances (readers format).")
 flags.DEFINE_integer("limit", 300, "Utterances timed per file; 0: all.")
-flags.DEFINE_integer("calibration", 300, "int8 calibration utterances.")
+flags.DEFINE_integer(
+  "calibration", calibration.DEFAULT_UTTERANCES, "int8 calibration utterances."
+)
 flags.DEFINE_string("out", "", "JSON output path.")
 flags.DEFINE_list(
   "beams", ["1"], "Beam sizes; beams > 1 run the pQRNN int8 file only."

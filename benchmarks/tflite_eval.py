@@ -57,12 +57,17 @@ FILES = ("float", "dynamic", "int8", "int8_parse")
 flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
 flags.DEFINE_enum("split", "test", ["eval", "test"], "Split decoded.")
 flags.DEFINE_integer("limit", 0, "0: whole split.")
-flags.DEFINE_integer("calibration", 300, "int8 calibration utterances.")
+flags.DEFINE_integer(
+  "calibration", calibration.DEFAULT_UTTERANCES, "int8 calibration utterances."
+)
 flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
 flags.DEFINE_string("export_dir", "", "Default: WORKDIR/tflite")
 flags.DEFINE_string("out", "", "Default: in export_dir.")
 flags.DEFINE_list(
   "int8_beams", ["1"], "Beam sizes the int8 file is decoded with (1 greedy)."
+)
+flags.DEFINE_list(
+  "files", list(FILES), f"Exported files to measure, of {', '.join(FILES)}."
 )
 
 
@@ -183,7 +188,10 @@ def main(argv):
   samples = calibration.from_config(
     config, model_cfg, params, ontology, args.calibration
   )
-  for name in FILES:  # int8_parse: the int8 file with parse_<t> only.
+  unknown = sorted(set(args.files) - set(FILES))
+  if unknown:
+    raise ValueError(f"--files {unknown}: choose from {', '.join(FILES)}")
+  for name in args.files:  # int8_parse: the int8 file with parse_<t> only.
     variant, _, which = name.partition("_")
     path = out_dir / f"model_{name}.tflite"
     r = export.export(
@@ -227,6 +235,7 @@ def _print(r):
     f"{'agree':>6s} {'bytes':>11s} {'med ms':>7s} {'p90 ms':>7s}"
   )
   rows = ("jax_float", "jax_aqt_int8") + tuple(f"tflite_{v}" for v in FILES)
+  rows = tuple(k for k in rows if k in r)
   rows += tuple(k for k in r if "_beam" in k)
   for k in rows:
     m = r[k]

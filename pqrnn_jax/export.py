@@ -1,7 +1,7 @@
 """TFLite export: `encode` and `decode_step` signatures, builtin ops only.
 
   python -m pqrnn_jax.export --workdir DIR --out model.tflite \
-      [--variant int8|float|dynamic] [--calibration 300]
+      [--variant int8|float|dynamic] [--calibration 1000]
 
 writes model.tflite and model.json (the manifest: ontology, shapes, the
 signatures' tensors) beside it; the manifest is also embedded in the file as
@@ -257,7 +257,7 @@ def export_workdir(
   workdir,
   out,
   variant="int8",
-  calibration=300,
+  calibration=calibration_lib.DEFAULT_UTTERANCES,
   which="best",
   buckets=DEFAULT_BUCKETS,
   signatures=None,
@@ -319,7 +319,9 @@ if __name__ == "__main__":
   flags.DEFINE_string("out", None, "Output .tflite path.", required=True)
   flags.DEFINE_enum("variant", "int8", VARIANTS, "Quantization variant.")
   flags.DEFINE_integer(
-    "calibration", 300, "Training utterances for int8 calibration."
+    "calibration",
+    calibration_lib.DEFAULT_UTTERANCES,
+    "Training utterances for int8 calibration.",
   )
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which one.")
   flags.DEFINE_list(
