@@ -8,7 +8,7 @@ decoder's running mean and target positions restart, and cross-attention
 and pointers see only the example's own source. Pointer actions are
 renumbered to row positions (V + the example's offset + t). A packed batch
 gives each example the scores it gets alone, up to float rounding, while a
-random batch of MTOP en fills about 0.88 of its padded positions (length
+random batch of MTOP en fills about 0.87 of its padded positions (length
 buckets: 0.6).
 
 Dims: R rows, T_r source positions per row, U_r target steps per row.
