@@ -267,6 +267,7 @@ class Batches:
     # Packed: random batches, examples packed into rows (packing.py) of one
     # (T_r, U_r); the row count, a multiple of row_multiple, varies.
     self.packed_vocab, self.row_multiple = packed_vocab, row_multiple
+    self._packed_step, self._packed_rows = None, None
     caps = enc.fingerprints.shape[1], enc.targets.shape[1]
     if packed_vocab:
       buckets = 1
@@ -304,14 +305,21 @@ class Batches:
 
   def shape(self, step: int) -> tuple[int, ...]:
     """(T_b, U_b) of global batch `step`; packed: (rows, T_r, U_r)."""
-    b, idx = self._planned(step)
     if not self.packed_vocab:
-      return self.shapes[b]
-    e = self.enc
-    rows = packing.first_fit(
-      e.lengths[idx], e.target_lengths[idx], self.row_shape
-    )
-    return (packing.num_rows(len(rows), self.row_multiple), *self.row_shape)
+      return self.shapes[self._planned(step)[0]]
+    rows = packing.num_rows(len(self._rows(step)), self.row_multiple)
+    return (rows, *self.row_shape)
+
+  def _rows(self, step: int) -> list[list[int]]:
+    """Packed: global batch `step`'s rows (packing.first_fit), kept for
+    the call after shape(step)."""
+    if self._packed_step != step:
+      e, idx = self.enc, self._planned(step)[1]
+      rows = packing.first_fit(
+        e.lengths[idx], e.target_lengths[idx], self.row_shape
+      )
+      self._packed_step, self._packed_rows = step, rows
+    return self._packed_rows
 
   def examples(self, step: int) -> int:
     """Real examples in global batch `step`."""
@@ -324,6 +332,7 @@ class Batches:
       return packing.packed_batch(
         self.enc,
         idx,
+        self._rows(step),
         self.row_shape,
         self.packed_vocab,
         self.row_multiple,

@@ -62,16 +62,16 @@ def num_rows(n: int, multiple: int) -> int:
   return multiple * math.ceil(max(n, 1) / multiple)
 
 
-def packed_batch(enc, idx, shape, vocab_size, multiple, pi=0, pc=1) -> dict:
-  """Examples `idx` of `enc` (input_pipeline.Encoded) packed into rows of
-  `shape` (T_r, U_r); this process's share of the rows.
+def packed_batch(enc, idx, rows, shape, vocab_size, multiple, pi=0, pc=1):
+  """Examples `idx` of `enc` (input_pipeline.Encoded) laid out as `rows`
+  (first_fit of their lengths) in rows of `shape` (T_r, U_r); this
+  process's share of the rows.
 
   Returns the batch keys of input_pipeline (fingerprints [R, T_r(, 1 + K)],
   lengths [R] = source positions used, targets and weights [R, U_r]) plus
   KEYS, each [R, T_r] or [R, U_r] int32. Filler rows have weight 0.
   """
   t_r, u_r = shape
-  rows = first_fit(enc.lengths[idx], enc.target_lengths[idx], shape)
   n = num_rows(len(rows), multiple)
   fps = np.zeros((n, t_r, *enc.fingerprints.shape[2:]), enc.fingerprints.dtype)
   out = {

@@ -34,7 +34,8 @@ def test_rows_hold_each_example_whole_with_pointers_moved(encoded):
   v, enc = encoded
   idx = np.arange(20, 52)
   shape = packing.row_shape(enc.lengths, enc.target_lengths)
-  batch = packing.packed_batch(enc, idx, shape, v, multiple=4)
+  rows = packing.first_fit(enc.lengths[idx], enc.target_lengths[idx], shape)
+  batch = packing.packed_batch(enc, idx, rows, shape, v, multiple=4)
   assert batch["targets"].shape[0] % 4 == 0
   assert batch["fingerprints"].shape[1:] == (shape[0],)
   segs = _segments(batch)
@@ -104,7 +105,8 @@ def test_packed_scores_and_loss_equal_one_example_per_row(encoded, pooling):
   params = models.init_params(cfg, jax.random.key(0))
   idx = np.arange(10)
   shape = packing.row_shape(enc.lengths, enc.target_lengths)
-  packed = packing.packed_batch(enc, idx, shape, v, multiple=2)
+  rows = packing.first_fit(enc.lengths[idx], enc.target_lengths[idx], shape)
+  packed = packing.packed_batch(enc, idx, rows, shape, v, multiple=2)
   plain = input_pipeline.make_batch(enc, idx, (24, 32), len(idx))
 
   def scores(b):
