@@ -44,6 +44,7 @@ from pqrnn_jax import (
   train_step,
 )
 from pqrnn_jax import decode as decode_lib
+from pqrnn_jax import devices as devices_lib
 from pqrnn_jax import model as model_lib
 
 NAMES = ("pqrnn", "lstm")
@@ -123,7 +124,7 @@ def _train_fn(m, config, devices):
   step = jax.pmap(
     functools.partial(train_step.train_step, loss_fn=loss_fn),
     axis_name="batch",
-    donate_argnums=(0,),
+    donate_argnums=devices_lib.donated_state(devices),
     devices=devices,
   )
   return step, flax.jax_utils.replicate(state, devices)

@@ -58,6 +58,11 @@ from pqrnn_jax import (  # noqa: E402
   train_step,
 )
 
+try:  # Older measured revisions have no devices module.
+  from pqrnn_jax import devices as devices_lib  # noqa: E402
+except ImportError:
+  devices_lib = None
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
   "config", "configs/default.py", "Training config file (path[:arg])."
@@ -177,7 +182,10 @@ def measure(config, steps: int) -> dict:
   step = jax.pmap(
     functools.partial(train_step.train_step, loss_fn=loss_fn),
     axis_name="batch",
-    donate_argnums=(0,),
+    # As the measured revision's training does (older ones always donated).
+    donate_argnums=getattr(devices_lib, "donated_state", lambda d: (0,))(
+      devices
+    ),
   )
   state = flax.jax_utils.replicate(state)
   rng = flax.jax_utils.replicate(jax.random.key(1))

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pqrnn_jax import dropout as dropout_lib
+
 # JAX name scope of computations that int8 files keep in float
 # (tflite_convert.py).
 FLOAT_SCOPE = "keep_float"
@@ -91,7 +93,7 @@ class MAttLayer(nn.Module):
     self.ffn_out = self.dense(self.width, name="ffn_out")
     self.ln1 = nn.LayerNorm(name="ln1")
     self.ln2 = nn.LayerNorm(name="ln2")
-    self.drop = nn.Dropout(self.dropout)
+    self.drop = dropout_lib.Dropout(self.dropout)
     self.attend = self.einsum(name="attend") if self.einsum else jnp.einsum
 
   def memory_kv(self, memory_BxTxM):

@@ -51,6 +51,14 @@ def pmap_devices(devices):
   return devices if jax.process_count() == 1 else None
 
 
+def donated_state(devices) -> tuple[int, ...]:
+  """The step's `donate_argnums`: the state (argument 0) on accelerators,
+  where donation halves its memory; nothing on CPU, where XLA copies each
+  donated buffer before the update writes it (a tenth of an MTOP en step,
+  measured: docs/RESULTS.md, "Performance")."""
+  return () if devices[0].platform == "cpu" else (0,)
+
+
 def replicate(tree, devices):
   """One copy of `tree` per device, laid out as the pmapped step returns
   its state: fed flax's replicate() directly, the step compiles its first

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import decoder as decoder_lib
+from pqrnn_jax import dropout as dropout_lib
 from pqrnn_jax import packing, projection, qrnn, word_table
 from pqrnn_jax import pretrained as pretrained_lib
 from pqrnn_jax import targets as targets_lib
@@ -206,7 +207,7 @@ class Seq2Seq(nn.Module):
       )
       for i in range(c.decoder_layers)
     ]
-    self.drop = nn.Dropout(c.dropout)
+    self.drop = dropout_lib.Dropout(c.dropout)
 
   def encode(
     self, fingerprints_BxT, lengths_B, deterministic=True, packed=None
@@ -225,7 +226,7 @@ class Seq2Seq(nn.Module):
     if c.token_features:
       keep = None
       if c.word_dropout and not deterministic:
-        keep = jax.random.bernoulli(
+        keep = dropout_lib.bernoulli(
           self.make_rng("dropout"), 1.0 - c.word_dropout, mask_BxT.shape
         )
       p_BxTxF = projection.bag(p_BxTxF, keep)

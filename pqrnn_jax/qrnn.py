@@ -22,6 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pqrnn_jax import dropout as dropout_lib
+
 
 def _scan_pool(a_BxTxH, b_BxTxH, reverse: bool = False):
   """s_t = a_t s_{t-1} + b_t with s_{-1} = 0, by lax.scan; returns s."""
@@ -182,7 +184,7 @@ class QRNNDirection(nn.Module):
     if self.zoneout > 0 and not deterministic:
       # Bradbury et al.: F = 1 - dropout(1 - F), not rescaled: a zoned-out
       # unit keeps its previous state for that step.
-      keep = jax.random.bernoulli(
+      keep = dropout_lib.bernoulli(
         self.make_rng("dropout"), self.zoneout, f.shape
       )
       f = jnp.where(keep, 1.0, f)

@@ -68,6 +68,14 @@ def make_loss_fn(model, label_smoothing: float):
   return loss_fn
 
 
+def _psum(tree):
+  """psum over the "batch" axis; with one device, the tree itself: XLA:CPU
+  still copies every gradient through an all-reduce of one."""
+  if jax.lax.axis_size("batch") == 1:
+    return tree
+  return jax.lax.psum(tree, "batch")
+
+
 def train_step(
   state, batch, rng, frozen=None, *, loss_fn, tokens_per_batch=None
 ):
@@ -89,14 +97,14 @@ def train_step(
   # share of real tokens (a pmean of per-device means would not be).
   total = tokens_per_batch
   if total is None:
-    total = jax.lax.psum(batch["weights"].sum(), "batch")
+    total = _psum(batch["weights"].sum())
 
   def normalised(params):
     loss, sums = loss_fn(params, batch, rng, frozen)
     return loss / jnp.maximum(total, 1.0), sums
 
   grads, sums = jax.grad(normalised, has_aux=True)(state.params)
-  grads = jax.lax.psum(grads, "batch")
-  sums = jax.lax.psum(sums, "batch")
+  grads = _psum(grads)
+  sums = _psum(sums)
   sums["grad_norm"] = optax.tree.norm(grads)
   return state.apply_gradients(grads=grads), sums

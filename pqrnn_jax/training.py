@@ -147,7 +147,7 @@ def _p_step(config, model, teacher, devices, batches):
       tokens_per_batch=tokens_per_batch,
     ),
     axis_name="batch",
-    donate_argnums=(0,),
+    donate_argnums=devices_lib.donated_state(devices),
     devices=devices_lib.pmap_devices(devices),
   )
 

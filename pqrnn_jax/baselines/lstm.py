@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import decoder as decoder_lib
+from pqrnn_jax import dropout as dropout_lib
 from pqrnn_jax import model as model_lib
 from pqrnn_jax import pretrained as pretrained_lib
 from pqrnn_jax import projection, signature_specs, word_table
@@ -154,7 +155,7 @@ class LSTMSeq2Seq(nn.Module):
     self.rnn = nn.RNN(self.cell)
     self.attn_q = dense(2 * c.lstm_hidden, use_bias=False, name="attn_q")
     self.combine = dense(c.bottleneck, name="combine")
-    self.drop = nn.Dropout(c.dropout)
+    self.drop = dropout_lib.Dropout(c.dropout)
 
   def encode(self, fingerprints_BxT, lengths_B, deterministic=True):
     """Fingerprints (uint32 or bitcast int32) -> memory [B, T, 2H], mask."""
