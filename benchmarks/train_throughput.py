@@ -17,7 +17,11 @@ Beside examples/s it reports:
     timed alone and blocking (median ms);
   - XLA's count of the step's FLOPs per real example and the fraction of
     this machine's f32 matmul rate (1024^3, measured here) reached;
-  - the padding fill: real / padded source tokens and target steps.
+  - the padding fill: real / padded source tokens and target steps;
+  - with --profile_steps N, op time per step by part of the step (matmuls and
+    other ops of each model block forward and backward, the optimizer), from a
+    jax.profiler trace of N steps of the commonest shape (XLA:CPU traces
+    every op; the parts run on several threads, so they sum past the wall).
 
 --baseline REV measures git revision REV (a worktree of this repository,
 its own config file and package) in a child process first, then this
@@ -25,11 +29,14 @@ checkout, and records both and their ratio: before and after on one
 machine in one run.
 """
 
+import collections
 import functools
+import gzip
 import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -71,6 +78,9 @@ flags.DEFINE_integer("steps", 100, "Timed steps.")
 flags.DEFINE_multi_string("set", [], "key=value")
 flags.DEFINE_string("baseline", "", "A git revision to measure first.")
 flags.DEFINE_string("out", "train_throughput.json", "JSON written here.")
+flags.DEFINE_integer(
+  "profile_steps", 0, "Trace this many steps for op time by part (0: no)."
+)
 
 
 def main(argv):
@@ -244,6 +254,10 @@ def measure(config, steps: int) -> dict:
   parts = breakdown(step, state, rng, batches, timed, devices)
   state = parts.pop("state")
   out.update(parts)
+  if FLAGS.profile_steps:
+    out["op_time_ms"] = op_profile(
+      step, state, rng, [input_pipeline.shard(batches(k), n) for k in timed]
+    )
   flops = step_flops(step, state, rng, batches, timed, n)
   if flops:
     rate = matmul_rate()
@@ -309,6 +323,68 @@ def step_flops(step, state, rng, batches, steps, n) -> float:
       per_shape[shape] = float((cost or {}).get("flops", 0.0)) * n
     total += per_shape[shape]
   return total
+
+
+def op_profile(step, state, rng, sharded) -> dict:
+  """ms per step of each part of the step (`_part`), and the wall time
+  while traced, over --profile_steps steps of the commonest batch shape."""
+  shape = lambda b: b["targets"].shape + b["fingerprints"].shape
+  common = collections.Counter(shape(b) for b in sharded).most_common(1)[0]
+  data = [b for b in sharded if shape(b) == common[0]][: FLAGS.profile_steps]
+  state, sums = step(state, data[0], rng, None)  # Compiled: not traced.
+  jax.block_until_ready(sums)
+  ops = _op_names(step.lower(state, data[0], rng, None).compile().as_text())
+  with tempfile.TemporaryDirectory() as tmp:
+    with jax.profiler.trace(tmp, create_perfetto_trace=True):
+      t0 = time.perf_counter()
+      for b in data:
+        state, sums = step(state, b, rng, None)
+      jax.block_until_ready(sums)
+      wall = time.perf_counter() - t0  # Tracing slows the ops down.
+    path = next(Path(tmp).rglob("*.trace.json.gz"))
+    events = json.load(gzip.open(path))["traceEvents"]
+  parts = collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and (e["name"] in ops or "fusion" in e["name"]):
+      parts[_part(e["name"], ops.get(e["name"], ""))] += e["dur"] / 1e3
+  per_step = {k: v / len(data) for k, v in parts.most_common()}
+  return {"traced_wall": 1e3 * wall / len(data), **per_step}
+
+
+def _op_names(hlo_text: str) -> dict:
+  """HLO instruction -> the JAX op that made it ("" where none is named)."""
+  names = {}
+  for line in hlo_text.splitlines():
+    m = re.match(r"\s*(?:ROOT )?%(\S+) = ", line)
+    if m:
+      src = re.search(r'op_name="([^"]*)"', line)
+      names[m.group(1)] = src.group(1) if src else ""
+  return names
+
+
+def _part(op: str, src: str) -> str:
+  """The part of a train step an XLA:CPU op belongs to."""
+  if op.startswith(("ynn_fusion", "xnn_fusion", "dot")):
+    kind = "matmul"
+  elif not src:
+    return "unnamed (loop carries, copies)"
+  elif "jvp(" not in src:
+    return "optimizer, EMA, gradient sums"
+  else:
+    kind = "other ops"
+  direction = "backward" if "transpose(" in src else "forward"
+  block = next((b for k, b in _BLOCKS if k in src), "loss")
+  return f"{direction}, {block}: {kind}"
+
+
+# The model's scopes (op_name paths), first match wins.
+_BLOCKS = (
+  ("encode/encoder", "biQRNN encoder"),
+  ("Seq2Seq.encode", "projection and bottleneck"),
+  ("decode/matt", "decoder layers"),
+  ("decode/head", "pointer head"),
+  ("Seq2Seq.decode", "decoder input"),
+)
 
 
 def matmul_rate(size: int = 1024, reps: int = 20) -> float:
