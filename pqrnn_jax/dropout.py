@@ -18,7 +18,8 @@ _BITS = 16
 
 
 def bernoulli(key, p: float, shape) -> jax.Array:
-  """bool array of `shape`, each True with probability p (to 2^-16)."""
+  """bool array of `shape`, each True with probability p (a Python float;
+  rounded to a multiple of 2^-16)."""
   if not 0.0 <= p <= 1.0:
     raise ValueError(f"probability {p} is outside [0, 1]")
   shape = tuple(shape)
