@@ -255,8 +255,10 @@ def measure(config, steps: int) -> dict:
   state = parts.pop("state")
   out.update(parts)
   if FLAGS.profile_steps:
+    common = collections.Counter(map(shape_of, timed)).most_common(1)[0][0]
+    ks = [k for k in timed if shape_of(k) == common][: FLAGS.profile_steps]
     out["op_time_ms"] = op_profile(
-      step, state, rng, [input_pipeline.shard(batches(k), n) for k in timed]
+      step, state, rng, [input_pipeline.shard(batches(k), n) for k in ks]
     )
   flops = step_flops(step, state, rng, batches, timed, n)
   if flops:
@@ -325,12 +327,9 @@ def step_flops(step, state, rng, batches, steps, n) -> float:
   return total
 
 
-def op_profile(step, state, rng, sharded) -> dict:
+def op_profile(step, state, rng, data) -> dict:
   """ms per step of each part of the step (`_part`), and the wall time
-  while traced, over --profile_steps steps of the commonest batch shape."""
-  shape = lambda b: b["targets"].shape + b["fingerprints"].shape
-  common = collections.Counter(shape(b) for b in sharded).most_common(1)[0]
-  data = [b for b in sharded if shape(b) == common[0]][: FLAGS.profile_steps]
+  while traced, over the sharded batches `data` (all of one shape)."""
   state, sums = step(state, data[0], rng, None)  # Compiled: not traced.
   jax.block_until_ready(sums)
   ops = _op_names(step.lower(state, data[0], rng, None).compile().as_text())
@@ -345,7 +344,7 @@ def op_profile(step, state, rng, sharded) -> dict:
     events = json.load(gzip.open(path))["traceEvents"]
   parts = collections.Counter()
   for e in events:
-    if e.get("ph") == "X" and (e["name"] in ops or "fusion" in e["name"]):
+    if e.get("ph") == "X" and e["name"] in ops:  # Not the runtime's own.
       parts[_part(e["name"], ops.get(e["name"], ""))] += e["dur"] / 1e3
   per_step = {k: v / len(data) for k, v in parts.most_common()}
   return {"traced_wall": 1e3 * wall / len(data), **per_step}
