@@ -25,7 +25,6 @@ utterances, so their ratios are what to compare on a noisy machine. Prints
 a table and writes JSON.
 """
 
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -279,7 +278,7 @@ def main(argv):
         )
   result = {
     "file": str(path),
-    "machine": f"{platform.machine()} {platform.processor()}".strip(),
+    "machine": cli.machine(),
     "date": time.strftime("%Y-%m-%d"),
     "threads": 1,
     "buckets": _buckets(),

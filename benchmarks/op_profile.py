@@ -19,7 +19,6 @@ are what to read: perf's own overhead slows the parse a little.
 """
 
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -176,7 +175,7 @@ def main(argv):
     "mode": FLAGS.mode,
     "file": FLAGS.file,
     "utterances_x_reps": [FLAGS.limit, FLAGS.reps],
-    "machine": f"{platform.machine()} {platform.processor()}".strip(),
+    "machine": cli.machine(),
     "date": time.strftime("%Y-%m-%d"),
     "parse_median_ms_under_perf": median,
     "samples": total,

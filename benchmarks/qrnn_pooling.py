@@ -9,7 +9,6 @@ call after a warm-up (compile time reported apart).
 """
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -89,7 +88,7 @@ def main(argv):
     "backend": jax.default_backend(),
     "device": str(jax.devices()[0].device_kind),
     "jax": jax.__version__,
-    "machine": platform.machine(),
+    "machine": cli.machine(),
     "cpus": len(jax.devices()),
     "date": time.strftime("%Y-%m-%d"),
     "note": "both directions per call",

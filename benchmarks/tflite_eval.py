@@ -28,7 +28,6 @@ os.environ.setdefault(
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -170,7 +169,7 @@ def main(argv):
     "trained_with": model_cfg.quant,
     "model": models.summary(model_cfg, params),
     "params": models.param_count(params),
-    "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+    "machine": cli.machine(),
   }
   jax_preds = {}
   for quant in ("none", "int8"):

@@ -233,7 +233,8 @@ def measure(config, steps: int) -> dict:
     "backend": jax.default_backend(),
     "devices": n,
     "device": devices[0].device_kind,
-    "machine": platform.machine(),
+    # A measured older revision may predate cli.machine.
+    "machine": getattr(cli, "machine", platform.machine)(),
     "cpus": os.cpu_count(),
     "date": time.strftime("%Y-%m-%d"),
     "params": models.param_count(flax.jax_utils.unreplicate(state.params)),

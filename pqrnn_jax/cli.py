@@ -145,3 +145,19 @@ def write_json(path, result) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(result, indent=1) + "\n")
   print(f"wrote {path}")
+
+
+def machine() -> str:
+  """What a benchmark ran on, e.g. "x86_64, AMD EPYC, 2 cpus": the CPU
+  model from /proc/cpuinfo where there is one (the dev machines change
+  model between days, and their speed with it)."""
+  import platform
+
+  model = platform.processor()
+  with contextlib.suppress(OSError):
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        model = line.split(":", 1)[1].strip()
+        break
+  parts = [platform.machine(), model, f"{os.cpu_count()} cpus"]
+  return ", ".join(p for p in parts if p)

@@ -158,3 +158,14 @@ def test_evaluate_any_file_in_top_layout(workdir, tmp_path):
   assert r.stdout.startswith(f"{name}: exact_match=")
   got = json.loads((d / f"eval_{name}_beam1.json").read_text())
   assert got["metrics"]["count"] == 2
+
+
+def test_machine_names_architecture_and_cpu_count():
+  import os
+  import platform
+
+  from pqrnn_jax import cli
+
+  m = cli.machine()
+  assert m.startswith(platform.machine())
+  assert m.endswith(f", {os.cpu_count()} cpus")
