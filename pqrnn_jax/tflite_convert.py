@@ -110,6 +110,12 @@ def convert_in_subprocess(
   )
   if r.returncode != 0:
     how = f"signal {-r.returncode}" if r.returncode < 0 else r.returncode
+    if r.returncode == -9:  # SIGKILL: nearly always the kernel's OOM killer.
+      how += (
+        ", killed by the system, most likely out of memory (an int8 file "
+        "with every signature and --beam_step has taken over 24 GB: "
+        "export fewer signatures, e.g. --signatures steps)"
+      )
     raise RuntimeError(
       f"TFLite conversion ({variant}) failed with {how}:\n{r.stderr[-3000:]}"
     )

@@ -1,6 +1,7 @@
 """TFLite export: builtin ops only, outputs vs JAX, runner parses vs JAX."""
 
 import json
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -382,6 +383,15 @@ def test_conversion_crash_is_an_error_not_a_dead_process(tmp_path):
   with pytest.raises(RuntimeError, match="conversion .int8. failed"):
     tflite_convert.convert_in_subprocess(
       tmp_path / "missing", "int8", [], str(tmp_path / "x.tflite"), ["a"]
+    )
+
+
+def test_a_killed_conversion_says_out_of_memory(tmp_path, monkeypatch):
+  killed = subprocess.CompletedProcess([], -9, "", "")
+  monkeypatch.setattr(tflite_convert.subprocess, "run", lambda *a, **k: killed)
+  with pytest.raises(RuntimeError, match="signal 9.*out of memory"):
+    tflite_convert.convert_in_subprocess(
+      tmp_path / "x", "int8", [], str(tmp_path / "x.tflite"), ["a"]
     )
 
 
