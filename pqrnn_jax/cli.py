@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import sys
 import warnings
 from pathlib import Path
@@ -151,8 +152,6 @@ def machine() -> str:
   """What a benchmark ran on, e.g. "x86_64, AMD EPYC, 2 cpus": the CPU
   model from /proc/cpuinfo where there is one (the dev machines change
   model between days, and their speed with it)."""
-  import platform
-
   model = platform.processor()
   with contextlib.suppress(OSError):
     for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -113,7 +113,7 @@ def convert_in_subprocess(
     if r.returncode == -9:  # SIGKILL: nearly always the kernel's OOM killer.
       how += (
         ", killed by the system, most likely out of memory (an int8 file "
-        "with every signature and --beam_step has taken over 24 GB: "
+        "with every signature and --beam_step outgrew 24 GB of RAM: "
         "export fewer signatures, e.g. --signatures steps)"
       )
     raise RuntimeError(
