@@ -6,13 +6,13 @@
 English trains on derived/en_train.utterance_decoupled.tsv (the only train
 data we have), selects on en/eval.txt and tests on en/test.txt: `:en`
 packs several examples per batch row and runs 7k steps of a 12k-step
-schedule (about 15 minutes on 2 CPU cores); `:en_12k` is the previous
+schedule (12-15 minutes on 2 CPU cores); `:en_12k` is the previous
 recipe (length buckets, all 12k steps), `:en_fast` that one in 6k. The other
 languages (de es fr hi th) have no train split here: they train on their
 eval.txt and test on test.txt, a small-data check, not an MTOP result.
 Data: $MTOP_DIR or ../shared/data/mtop, or --config.data.data_dir=DIR.
-Expected (docs/RESULTS.md, with commands): `:en` eval exact match 0.762
-and 0.773 in two runs;
+Expected (docs/RESULTS.md, with commands): `:en` eval exact match
+0.762-0.766 in four runs (two seeds, two machines);
 `:en_12k` 0.7745; `:en_fast` 0.7602 (20 min 17 s on 2 CPU cores).
 
 `:all` is one model for the six languages: en train plus a fixed 90 % of
