@@ -346,7 +346,7 @@ def op_profile(step, state, rng, data) -> dict:
   parts = collections.Counter()
   for e in events:
     if e.get("ph") == "X" and e["name"] in ops:  # Not the runtime's own.
-      parts[_part(e["name"], ops.get(e["name"], ""))] += e["dur"] / 1e3
+      parts[_part(e["name"], ops[e["name"]])] += e["dur"] / 1e3
   per_step = {k: v / len(data) for k, v in parts.most_common()}
   return {"traced_wall": 1e3 * wall / len(data), **per_step}
 

@@ -1,10 +1,13 @@
 """Every command line once end to end, its output, and its error paths."""
 
 import json
+import os
+import platform
 import re
 
 import pytest
 
+from pqrnn_jax import cli
 from tests.commands import run
 
 # Our log lines: absl's prefix, then one of this project's files.
@@ -161,11 +164,6 @@ def test_evaluate_any_file_in_top_layout(workdir, tmp_path):
 
 
 def test_machine_names_architecture_and_cpu_count():
-  import os
-  import platform
-
-  from pqrnn_jax import cli
-
   m = cli.machine()
   assert m.startswith(platform.machine())
   assert m.endswith(f", {os.cpu_count()} cpus")
