@@ -8,7 +8,8 @@ Inside: `encode` at t, then a `lax.while_loop` (a TFLite WHILE) over the
 same `decode_step` the host loop calls, at the same t, with decode.py's
 tree constraints on tensors (`allowed_mask`, `transition`: the rules the
 jitted decoders and host_constraints.py apply), a masked argmax (a tie
-goes to the symbol, as in the host loop) and an exit at EOS. Builtin ops
+goes to the symbol, as in the host loop) and an exit when the root closes
+(EOS, then the only action allowed, is written without a step). Builtin ops
 only, so an app makes one interpreter call per utterance. `beam<K>_<t>`
 (`beam_fn`, same inputs and outputs) is the beam-K search in one call.
 
@@ -77,9 +78,11 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
     enc = fns["encode"](fingerprints, length)
     mask_1xT = source_mask(length, fingerprints.shape[1])
 
+    # The loop stops when the root closes: EOS is then the only action
+    # allowed, written after the loop without running the decoder for it.
     def running(carry):
       t, _, _, tree, _ = carry
-      return (t < u) & ~tree.ended[0]
+      return (t < u) & ~tree.closed[0]
 
     def step(carry):
       t, prev, state, tree, actions = carry
@@ -104,8 +107,10 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
       decode_lib.init_state(1, jnp),
       jnp.full((1, u), PAD_ID, jnp.int32),
     )
-    t, *_, actions = jax.lax.while_loop(running, step, init)
-    return {"actions": actions, "num_actions": t[None]}
+    t, _, _, tree, actions = jax.lax.while_loop(running, step, init)
+    eos = (jnp.arange(u)[None] == t) & tree.closed[:, None]
+    actions = jnp.where(eos, EOS_ID, actions).astype(jnp.int32)
+    return {"actions": actions, "num_actions": t + tree.closed.astype(t.dtype)}
 
   return parse
 

@@ -262,6 +262,9 @@ class TFLiteParser:
       if prev == targets_lib.EOS_ID:
         break
       tree = self.constraints.transition(tree, prev)
+      if constrained and tree.closed:  # Only EOS may follow: no step for it.
+        actions.append(targets_lib.EOS_ID)
+        break
     return np.asarray(actions, np.int32)
 
   def _log_probs(self, sym, ptr, n, row, ptr_ok):
