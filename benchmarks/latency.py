@@ -37,6 +37,7 @@ from pqrnn_jax import (
   cli,
   export,
   input_pipeline,
+  tflite_file,
   tflite_runner,
   tflite_signatures,
 )
@@ -220,9 +221,9 @@ def _exports(tmp: Path) -> dict[str, str]:
 
 def _host(files, path):
   """A host-loop parser of the same variant as `path`, if one is here."""
-  variant = tflite_runner.read_manifest(path)["variant"]
+  variant = tflite_file.read_manifest(path)["variant"]
   for f in files.values():
-    man = tflite_runner.read_manifest(f)
+    man = tflite_file.read_manifest(f)
     if man["variant"] == variant and "decode_step" in man["signatures"]:
       return tflite_runner.TFLiteParser(f, num_threads=1, host_loop=True)
   return None
@@ -257,14 +258,14 @@ def main(argv):
     files = _exports(Path(tmp))
     rows = {}
     for name, f in files.items():
-      man = tflite_runner.read_manifest(f)
+      man = tflite_file.read_manifest(f)
       if "decode_step" in man["signatures"]:
         rows[name] = time_file(f, tokens)
       if man.get("parse_buckets"):
         rows[f"{name}_parse"] = time_parse_calls(f, tokens, _host(files, f))
     for beam in [int(b) for b in FLAGS.beams if int(b) > 1]:
       for name, f in files.items():  # One-call beam search in the file.
-        if tflite_runner.read_manifest(f).get("beam_parse") == beam:
+        if tflite_file.read_manifest(f).get("beam_parse") == beam:
           rows[f"{name}_beam{beam}_parse"] = time_parse_calls(
             f, tokens, _host(files, f), beam
           )

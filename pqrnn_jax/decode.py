@@ -246,24 +246,18 @@ def greedy_decode(
   actions = jnp.full((b, u), PAD_ID, jnp.int32)
   init = (jnp.zeros((), jnp.int32), cache, prev, init_state(b, jnp), actions)
   *_, state, actions = jax.lax.while_loop(running, step, init)
-  return append_forced_eos(actions, state) if constrained else actions
+  if not constrained:
+    return actions
+  # EOS after the last action of each row whose root closed without it.
+  at_n = jnp.arange(u)[None] == (actions != PAD_ID).sum(axis=1)[:, None]
+  owed = (state.closed & ~state.ended)[:, None]
+  return jnp.where(at_n & owed, EOS_ID, actions).astype(jnp.int32)
 
 
 def _done(state: TreeState, constrained: bool):
   """[B] bool: nothing is left to decide. Under the constraints EOS is the
-  only action once the root has closed, so the loop need not run the
-  decoder for it (one step of about ten per MTOP parse)."""
+  only action once the root has closed: no decoder step is run for it."""
   return state.ended | state.closed if constrained else state.ended
-
-
-def append_forced_eos(actions_BxU, state: TreeState, xp=jnp):
-  """actions with EOS written after the last action of each row whose root
-  closed without EOS yet (`_done`): what one more constrained step would
-  have chosen."""
-  n_B = (actions_BxU != PAD_ID).sum(axis=1)
-  at_n = xp.arange(actions_BxU.shape[1])[None] == n_B[:, None]
-  owed = (state.closed & ~state.ended)[:, None]
-  return xp.where(at_n & owed, EOS_ID, actions_BxU).astype(xp.int32)
 
 
 def gnmt_penalty(length, alpha):

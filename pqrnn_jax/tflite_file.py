@@ -2,6 +2,7 @@
 its operators, the builtin-only check, the embedded manifest."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -80,3 +81,18 @@ def tensors_named(tflite_bytes, scope: str, outputs=()) -> list[str]:
         if sig.Outputs(o).Name().decode() in outputs:
           found.add(names[sig.Outputs(o).TensorIndex()])
   return sorted(found)
+
+
+def read_manifest(model_path) -> dict:
+  """The model's manifest: the JSON beside it, else its TFLite metadata."""
+  side = Path(model_path).with_suffix(".json")
+  if side.exists():
+    return json.loads(side.read_text())
+  from ai_edge_litert import schema_py_generated as schema
+
+  m = schema.Model.GetRootAs(Path(model_path).read_bytes(), 0)
+  for i in range(m.MetadataLength()):
+    if m.Metadata(i).Name() == METADATA_NAME.encode():
+      data = m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy()
+      return json.loads(data.tobytes())
+  raise ValueError(f"{model_path}: no {side.name} and no manifest metadata")

@@ -11,7 +11,6 @@ equal) -> action ids -> parse string. No JAX computation runs here. The
 contract is in README.md, "On-device (TFLite)".
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,28 +20,13 @@ from ai_edge_litert.interpreter import Interpreter
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import host_constraints, projection
 from pqrnn_jax import targets as targets_lib
-from pqrnn_jax.tflite_file import METADATA_NAME
+from pqrnn_jax.tflite_file import read_manifest
 from pqrnn_jax.tflite_signatures import (
   beam_parse_name,
   beam_step_name,
   encode_name,
   parse_name,
 )
-
-
-def read_manifest(model_path) -> dict:
-  """The model's manifest: the JSON beside it, else its TFLite metadata."""
-  side = Path(model_path).with_suffix(".json")
-  if side.exists():
-    return json.loads(side.read_text())
-  from ai_edge_litert import schema_py_generated as schema
-
-  m = schema.Model.GetRootAs(Path(model_path).read_bytes(), 0)
-  for i in range(m.MetadataLength()):
-    if m.Metadata(i).Name() == METADATA_NAME.encode():
-      data = m.Buffers(m.Metadata(i).Buffer()).DataAsNumpy()
-      return json.loads(data.tobytes())
-  raise ValueError(f"{model_path}: no {side.name} and no manifest metadata")
 
 
 class Signature:

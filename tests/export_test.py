@@ -20,6 +20,7 @@ from pqrnn_jax import (
   model,
   models,
   tflite_convert,
+  tflite_file,
   tflite_runner,
   tflite_signatures,
   train_step,
@@ -162,7 +163,7 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
     # The embedded metadata is the same manifest as the JSON beside it.
     path = r["path"] + ".copy"
     open(path, "wb").write(open(r["path"], "rb").read())
-    assert tflite_runner.read_manifest(path) == side
+    assert tflite_file.read_manifest(path) == side
     assert side["ontology"] == ontology.to_dict() and side["variant"] == v
   # Int8 weights and activations: no float constant is left but scalars
   # (the step count's + 1 in the decoder state, kept in float).
