@@ -21,8 +21,10 @@ median and p90, file size, op count per signature; host-loop rows add
 (the Python and numpy of the loop: masks, copies, argmax); parse rows add
 their agreement with the host loop of the same variant (equal action
 sequences). All rows run in one process, one after another on the same
-utterances, so their ratios are what to compare on a noisy machine. Prints
-a table and writes JSON.
+utterances, so their ratios are what to compare on a noisy machine;
+--interleave also times the files' `parse_<t>` calls taking turns on each
+utterance, the fairer comparison when the machine drifts. Prints a table
+and writes JSON.
 """
 
 import tempfile
@@ -53,6 +55,12 @@ flags.DEFINE_integer(
   "calibration", calibration.DEFAULT_UTTERANCES, "int8 calibration utterances."
 )
 flags.DEFINE_string("out", "", "JSON output path.")
+flags.DEFINE_bool(
+  "interleave",
+  False,
+  "Also time the files' `parse_<t>` calls taking turns on each utterance "
+  "(JSON `interleaved`): the fair comparison on a drifting machine.",
+)
 flags.DEFINE_list(
   "beams", ["1"], "Beam sizes; beams > 1 run the pQRNN int8 file only."
 )
@@ -129,6 +137,32 @@ def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
     "parse_p90_ms": _ms(whole, 90),
     "agree_with_host_loop": float(np.mean(same)) if same else None,
     "ops": signature_ops(data),
+  }
+
+
+def time_parse_interleaved(paths, token_lists) -> dict:
+  """Median and p90 of one `parse_<t>` call per token list on each file,
+  the files taking turns on every utterance (the order reversed on every
+  other one), so that the machine's drift falls alike on all of them."""
+  parsers = [tflite_runner.TFLiteParser(p, num_threads=1) for p in paths]
+  for parser in parsers:
+    for t in parser.parse_buckets:
+      parser.parse_tokens(["x"] * t)  # Warm-up: first invokes.
+  seconds = [[] for _ in parsers]
+  for i, tokens in enumerate(token_lists):
+    order = list(enumerate(parsers))
+    for j, parser in order[:: -1 if i % 2 else 1]:
+      t0 = time.perf_counter()
+      parser.graph_decode(*parser.fingerprints(tokens))
+      seconds[j].append(time.perf_counter() - t0)
+  first = _ms(seconds[0])
+  return {
+    Path(p).stem: {
+      "parse_median_ms": _ms(s),
+      "parse_p90_ms": _ms(s, 90),
+      "median_over_first": _ms(s) / first,
+    }
+    for p, s in zip(paths, seconds, strict=True)
   }
 
 
@@ -219,6 +253,10 @@ def _exports(tmp: Path) -> dict[str, str]:
   return files
 
 
+def _has_parse(path) -> bool:
+  return bool(tflite_file.read_manifest(path).get("parse_buckets"))
+
+
 def _host(files, path):
   """A host-loop parser of the same variant as `path`, if one is here."""
   variant = tflite_file.read_manifest(path)["variant"]
@@ -277,6 +315,9 @@ def main(argv):
         rows[f"pqrnn_int8_beam{beam}_per_hypothesis"] = time_file(
           files["pqrnn_int8"], tokens, beam, batched=False
         )
+    if FLAGS.interleave:
+      parse_files = [f for f in files.values() if _has_parse(f)]
+      turns = time_parse_interleaved(parse_files, tokens)
   result = {
     "file": str(path),
     "machine": cli.machine(),
@@ -286,6 +327,13 @@ def main(argv):
     "files": rows,
     "beam_over_greedy": _beam_ratios(rows),
   }
+  if FLAGS.interleave:
+    result["interleaved"] = turns
+    for name, r in turns.items():
+      print(
+        f"interleaved {name}: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in r.items())
+      )
   cols = ("parse_median_ms", "parse_p90_ms", "encode_median_ms")
   cols += ("step_median_ms", "steps_per_parse", "host_per_step_median_ms")
   cols += ("agree_with_host_loop",)

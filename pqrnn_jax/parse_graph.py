@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pqrnn_jax import decode as decode_lib
+from pqrnn_jax import graph_constraints
 from pqrnn_jax.decoder import FLOAT_SCOPE
 from pqrnn_jax.model import source_mask
 from pqrnn_jax.targets import EOS_ID, PAD_ID
@@ -71,23 +72,24 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
   length [1]) -> {"actions": [1, U], "num_actions": [1]}; t is read from
   the input."""
   fns, step_fn, state_shapes = _step_io(model_cfg, params, "decode_step")
-  u, vocab = model_cfg.max_target_len, len(kinds_V)
-  kinds = np.asarray(kinds_V, np.int32)
+  u = model_cfg.max_target_len
+  tab = graph_constraints.tables(kinds_V, form)
 
   def parse(fingerprints, length):
     enc = fns["encode"](fingerprints, length)
     mask_1xT = source_mask(length, fingerprints.shape[1])
+    words = graph_constraints.has_words(mask_1xT)
 
-    # The loop stops when the root closes: EOS is then the only action
-    # allowed, written after the loop without running the decoder for it.
+    # The loop stops when the root closes: EOS, then the only action
+    # allowed, is written after the loop without running the decoder.
     def running(carry):
-      t, _, _, tree, _ = carry
-      return (t < u) & ~tree.closed[0]
+      t, _, _, (depth, _), _ = carry
+      return (t < u) & ~graph_constraints.closed(depth, t)
 
     def step(carry):
-      t, prev, state, tree, actions = carry
+      t, prev, state, (depth, stack), actions = carry
       out = step_fn(enc, prev, t, length, state)
-      ok = decode_lib.allowed_mask(tree, kinds, mask_1xT, t, u, form, jnp)
+      ok = graph_constraints.allowed(tab, depth, stack, t, u, mask_1xT, words)
       # -inf where masked: no int8 range holds it, so int8 files keep the
       # masked argmax in float (loop_calibration.py).
       with jax.named_scope(FLOAT_SCOPE):
@@ -96,7 +98,7 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
         )
         act = jnp.argmax(jnp.where(ok, scores, -jnp.inf), axis=-1)
       act = act.astype(jnp.int32)
-      tree = decode_lib.transition(tree, act, kinds, vocab, jnp)
+      tree = graph_constraints.transition(tab, depth, stack, act[0])
       actions = jax.lax.dynamic_update_slice(actions, act[None], (0, t))
       return t + 1, act, {n: out[n] for n in state_shapes}, tree, actions
 
@@ -104,13 +106,14 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
       jnp.zeros((), jnp.int32),
       jnp.full((1,), EOS_ID, jnp.int32),  # BOS is the EOS id.
       {n: jnp.zeros(sh, jnp.float32) for n, sh in state_shapes.items()},
-      decode_lib.init_state(1, jnp),
+      graph_constraints.init(),
       jnp.full((1, u), PAD_ID, jnp.int32),
     )
-    t, _, _, tree, actions = jax.lax.while_loop(running, step, init)
-    eos = (jnp.arange(u)[None] == t) & tree.closed[:, None]
+    t, _, _, (depth, _), actions = jax.lax.while_loop(running, step, init)
+    done = graph_constraints.closed(depth, t)
+    eos = (jnp.arange(u)[None] == t) & done
     actions = jnp.where(eos, EOS_ID, actions).astype(jnp.int32)
-    return {"actions": actions, "num_actions": t + tree.closed.astype(t.dtype)}
+    return {"actions": actions, "num_actions": (t + done.astype(t.dtype))[None]}
 
   return parse
 
