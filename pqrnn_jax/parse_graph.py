@@ -6,7 +6,7 @@
 
 Inside: `encode` at t, then a `lax.while_loop` (a TFLite WHILE) over the
 same `decode_step` the host loop calls, at the same t, with decode.py's
-tree constraints on tensors (`allowed_mask`, `transition`: the rules the
+tree constraints as table lookups (graph_constraints.py: the rules the
 jitted decoders and host_constraints.py apply), a masked argmax (a tie
 goes to the symbol, as in the host loop) and an exit when the root closes
 (EOS, then the only action allowed, is written without a step). Builtin ops
