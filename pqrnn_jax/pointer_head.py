@@ -34,9 +34,13 @@ def lookup(embed: nn.Embed, ids, one_hot: bool = False):
   `one_hot`, a one-hot matmul (the same rows): the exported graph's
   FULLY_CONNECTED gets int8 weights in a dynamic-range file, where the
   converter leaves a GATHER's table in float (~200 KB more)."""
-  if not one_hot:
-    return embed(ids)
   table = embed.embedding
+  if embed.dtype is not None:
+    table = table.astype(embed.dtype)
+  if not one_hot:
+    # mode="clip" (ids are in range): one GATHER in a .tflite, where
+    # nn.Embed's default bounds checks and fill add 9 ops per lookup.
+    return jnp.take(table, ids, axis=0, mode="clip")
   return jax.nn.one_hot(ids, table.shape[0], dtype=table.dtype) @ table
 
 
@@ -82,7 +86,10 @@ class PointerHead(nn.Module):
       self.embed_dtype or jnp.float32
     )
     pos = jnp.clip(actions_BxU - self.vocab_size, 0, memory_BxTxM.shape[1] - 1)
-    copied = jnp.take_along_axis(memory_BxTxM, pos[..., None], axis=1)
+    # In range by the clip: no bounds checks (11 ops fewer in a .tflite).
+    copied = jnp.take_along_axis(
+      memory_BxTxM, pos[..., None], axis=1, mode="promise_in_bounds"
+    )
     copied = self.copy_in(copied).astype(sym.dtype)
     return jnp.where(is_ptr[..., None], copied, sym)
 
