@@ -6,7 +6,8 @@
 English trains on derived/en_train.utterance_decoupled.tsv (the only train
 data we have), selects on en/eval.txt and tests on en/test.txt: `:en`
 packs several examples per batch row and runs 9k steps of a 12k-step
-schedule (16 minutes on 2 CPU cores, evaluations included); `:en_12k` is the previous
+schedule (16 minutes on 2 CPU cores, evaluations included; about 19
+on a slower CPU); `:en_12k` is the previous
 recipe (length buckets, all 12k steps), `:en_fast` that one in 6k. The other
 languages (de es fr hi th) have no train split here: they train on their
 eval.txt and test on test.txt, a small-data check, not an MTOP result.
