@@ -13,7 +13,7 @@ languages (de es fr hi th) have no train split here: they train on their
 eval.txt and test on test.txt, a small-data check, not an MTOP result.
 Data: $MTOP_DIR or ../shared/data/mtop, or --config.data.data_dir=DIR.
 Expected (docs/RESULTS.md, with commands): `:en` eval exact match
-0.765-0.770 in two runs (two seeds; 0.762-0.766 at step 7k in four);
+0.765-0.770 in three runs (three seeds; 0.761-0.766 at step 7k);
 `:en_12k` 0.7745; `:en_fast` 0.7602 (20 min 17 s on 2 CPU cores).
 
 `:all` is one model for the six languages: en train plus a fixed 90 % of
