@@ -107,14 +107,21 @@ def _ms(xs, q=50):
   return float(np.percentile(xs, q) * 1e3) if xs else None
 
 
+def _warm_parser(path, beam: int = 1):
+  """A one-thread parser whose `parse_<t>` (or `beam<K>_<t>`) calls have
+  each run once: first invokes allocate."""
+  parser = tflite_runner.TFLiteParser(path, num_threads=1)
+  for t in parser.parse_buckets:
+    parser.parse_tokens(["x"] * t, beam=beam)
+  return parser
+
+
 def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
   """Latency of one `parse_<t>` (beam > 1: `beam<K>_<t>`) call per token
   list (fingerprints included, as in a host-loop parse), and the share of
   lists whose actions equal those of `host` (a TFLiteParser's host loop,
   greedy or beam), when given."""
-  parser = tflite_runner.TFLiteParser(path, num_threads=1)
-  for t in parser.parse_buckets:
-    parser.parse_tokens(["x"] * t, beam=beam)  # Warm-up: first invokes.
+  parser = _warm_parser(path, beam)
   whole, same = [], []
   for tokens in token_lists:
     t0 = time.perf_counter()
@@ -144,10 +151,7 @@ def time_parse_interleaved(paths, token_lists) -> dict:
   """Median and p90 of one `parse_<t>` call per token list on each file,
   the files taking turns on every utterance (the order reversed on every
   other one), so that the machine's drift falls alike on all of them."""
-  parsers = [tflite_runner.TFLiteParser(p, num_threads=1) for p in paths]
-  for parser in parsers:
-    for t in parser.parse_buckets:
-      parser.parse_tokens(["x"] * t)  # Warm-up: first invokes.
+  parsers = [_warm_parser(p) for p in paths]
   seconds = [[] for _ in parsers]
   for i, tokens in enumerate(token_lists):
     order = list(enumerate(parsers))
@@ -253,16 +257,14 @@ def _exports(tmp: Path) -> dict[str, str]:
   return files
 
 
-def _has_parse(path) -> bool:
-  return bool(tflite_file.read_manifest(path).get("parse_buckets"))
-
-
-def _host(files, path):
-  """A host-loop parser of the same variant as `path`, if one is here."""
-  variant = tflite_file.read_manifest(path)["variant"]
-  for f in files.values():
-    man = tflite_file.read_manifest(f)
-    if man["variant"] == variant and "decode_step" in man["signatures"]:
+def _host(files, mans, name):
+  """A host-loop parser of the same variant as file `name`, if one is
+  here; mans: each file's manifest, by name."""
+  for other, f in files.items():
+    man = mans[other]
+    if man["variant"] == mans[name]["variant"] and (
+      "decode_step" in man["signatures"]
+    ):
       return tflite_runner.TFLiteParser(f, num_threads=1, host_loop=True)
   return None
 
@@ -294,18 +296,20 @@ def main(argv):
   tokens = tokens[: FLAGS.limit or None]
   with tempfile.TemporaryDirectory() as tmp:
     files = _exports(Path(tmp))
+    mans = {name: tflite_file.read_manifest(f) for name, f in files.items()}
+    with_parse = [n for n in files if mans[n].get("parse_buckets")]
     rows = {}
     for name, f in files.items():
-      man = tflite_file.read_manifest(f)
-      if "decode_step" in man["signatures"]:
+      if "decode_step" in mans[name]["signatures"]:
         rows[name] = time_file(f, tokens)
-      if man.get("parse_buckets"):
-        rows[f"{name}_parse"] = time_parse_calls(f, tokens, _host(files, f))
+      if name in with_parse:
+        host = _host(files, mans, name)
+        rows[f"{name}_parse"] = time_parse_calls(f, tokens, host)
     for beam in [int(b) for b in FLAGS.beams if int(b) > 1]:
       for name, f in files.items():  # One-call beam search in the file.
-        if tflite_file.read_manifest(f).get("beam_parse") == beam:
+        if mans[name].get("beam_parse") == beam:
           rows[f"{name}_beam{beam}_parse"] = time_parse_calls(
-            f, tokens, _host(files, f), beam
+            f, tokens, _host(files, mans, name), beam
           )
       if "pqrnn_int8" in files:
         rows[f"pqrnn_int8_beam{beam}"] = time_file(
@@ -316,8 +320,7 @@ def main(argv):
           files["pqrnn_int8"], tokens, beam, batched=False
         )
     if FLAGS.interleave:
-      parse_files = [f for f in files.values() if _has_parse(f)]
-      turns = time_parse_interleaved(parse_files, tokens)
+      turns = time_parse_interleaved([files[n] for n in with_parse], tokens)
   result = {
     "file": str(path),
     "machine": cli.machine(),

@@ -11,9 +11,9 @@ has words, and the length budget left after the depth (only whether it is
 below 0, 1, 2, 3 matters). So the mask is one row of a table indexed by
 those, and the transition one write of the three cells (below, top,
 above) plus a depth change, indexed by the action's kind, the top and the
-node below. `tables` fills them by running
-decode.allowed_mask and transition on one state per index: the same rules
-by construction, with the body down to 223 ops.
+node below. `tables` fills them by running decode.allowed_mask and
+transition on one state per index: the same rules by construction, with
+the body down to 223 ops.
 
 State: `depth` int32 [] and `stack` int32 [max_depth + 3]: decode's stack
 shifted by two cells of NONE, so that for every depth d from 0 the node
