@@ -7,9 +7,9 @@
 
 Exports the workdir's best checkpoint as float and dynamic-range .tflite
 files with every signature, int8 likewise (its loops calibrated in
-pieces, loop_calibration.py) and the default
-dynamic file (one-call `parse_<t>` only: what an app ships), and the LSTM
-workdir's as int8, or takes --tflite files as they are, and parses each
+pieces, loop_calibration.py) and the default dynamic file (one-call
+`parse_<t>` and `beam4_<t>`: what an app ships), and the LSTM workdir's
+as int8, or takes --tflite files as they are, and parses each
 utterance of --file (default MTOP en test, or $MTOP_DIR) through
 pqrnn_jax/tflite_runner.py with 1 interpreter thread, one utterance at a
 time: rows "<file>" run the host loop over `decode_step`, rows
@@ -66,10 +66,11 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer(
   "beam_step",
-  0,
+  None,
   "Export with beam N signatures (export --beam_step): decode_step_k<N> in "
   "the step files (beam N then runs both batched and one call per "
-  "hypothesis) and beam<N>_<t> beside parse_<t> (one-call beam rows).",
+  "hypothesis) and beam<N>_<t> beside parse_<t> (one-call beam rows). "
+  "Default: export's (beam4_<t> in the dynamic files only).",
 )
 flags.DEFINE_list(
   "buckets",
@@ -228,7 +229,7 @@ def _exports(tmp: Path) -> dict[str, str]:
   files = {}
   if FLAGS.workdir:
     sets = {"float": "all", "dynamic": "all", "int8": "all"}
-    sets["dynamic_default"] = None  # parse_<t> only: the file to ship.
+    sets["dynamic_default"] = None  # One-call parses: the file to ship.
     for name, which in sets.items():
       out = tmp / f"pqrnn_{name}.tflite"
       variant = name.split("_")[0]

@@ -63,10 +63,12 @@ from pqrnn_jax.tflite_signatures import (
 VARIANTS = ("int8", "float", "dynamic")
 # The signature set of each variant's file unless told (`export`).
 DEFAULT_SIGNATURES = {"int8": "steps", "dynamic": "parse", "float": "all"}
-# Hypotheses of a batched step `decode_step_k<N>`; 0: none. Off by default:
-# it makes float beam 4 1.8x faster, but in an int8 file it saves 19 % and
-# its own int8 ranges change 7 % of beam parses (docs/RESULTS.md).
-DEFAULT_BEAM = 0
+# Beam size N of a file's batched step `decode_step_k<N>` and one-call
+# `beam<N>_<t>`; 0: none. The dynamic file (parse signatures) ships beam 4
+# in one call: within 3.5 MB since subgraphs share their quantization
+# vectors. Off for int8: its batched step saves 19 % and its own int8
+# ranges change 7 % of beam parses (docs/RESULTS.md).
+DEFAULT_BEAM = {"int8": 0, "dynamic": 4, "float": 0}
 FORMAT = "pqrnn_jax.tflite/1"
 
 
@@ -179,6 +181,7 @@ def _what_to_export(variant: str, signatures, beam: int):
   if which not in SIGNATURE_SETS:
     raise ValueError(f"signatures={which!r}: choose one of {SIGNATURE_SETS}")
   steps, parse = which != "parse", which != "steps"
+  beam = DEFAULT_BEAM[variant] if beam is None else beam
   return steps, parse, beam if beam > 1 else 0
 
 
@@ -202,7 +205,7 @@ def export(
   calibration=None,
   buckets=DEFAULT_BUCKETS,
   signatures=None,
-  beam=DEFAULT_BEAM,
+  beam=None,
   float_ops=(),
 ) -> dict:
   """Writes `out` (.tflite) and its .json manifest; returns a summary.
@@ -215,7 +218,8 @@ def export(
   (parse_<t>: one-call greedy parses) or "all"; None: "steps" for int8
   (its loops: loop_calibration.py), "parse" for dynamic (the on-device
   file within 3.5 MB), "all" for float. beam > 1:
-  add `decode_step_k<beam>` and a `beam<beam>_<t>` beside each `parse_<t>`.
+  add `decode_step_k<beam>` and a `beam<beam>_<t>` beside each `parse_<t>`;
+  None: DEFAULT_BEAM (4 for dynamic, else 0).
   float_ops: int8: TFLite op names kept in float (e.g. "SOFTMAX")."""
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   steps, parse, beam = _what_to_export(variant, signatures, beam)
@@ -261,7 +265,7 @@ def export_workdir(
   which="best",
   buckets=DEFAULT_BUCKETS,
   signatures=None,
-  beam=DEFAULT_BEAM,
+  beam=None,
   float_ops=(),
 ):
   """Exports a training workdir's checkpoint; returns export's summary."""
@@ -338,10 +342,11 @@ if __name__ == "__main__":
   )
   flags.DEFINE_integer(
     "beam_step",
-    DEFAULT_BEAM,
+    None,
     "Beam size with its own signatures: decode_step_k<N> (step "
     "signatures: N hypotheses in one call per step) and beam<N>_<t> (parse "
-    "signatures: the whole beam search in one call); 0: none.",
+    "signatures: the whole beam search in one call); 0: none. Default: 4 "
+    "for dynamic, 0 for int8 and float.",
     lower_bound=0,
   )
   cli.run(main, errors=(RuntimeError,))  # A failed conversion: one line.

@@ -171,6 +171,46 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
   assert "FLOAT32" not in _constant_types(runs["int8"]["path"], 5)
 
 
+def _quantization_vectors(path) -> dict:
+  """{(kind, bytes): set of file offsets} over every tensor's scales and
+  zero points in every subgraph."""
+  data = open(path, "rb").read()
+  m = schema.Model.GetRootAs(data, 0)
+  base = np.frombuffer(data, np.uint8).ctypes.data
+  where = {}
+  for g in range(m.SubgraphsLength()):
+    sub = m.Subgraphs(g)
+    for t in range(sub.TensorsLength()):
+      q = sub.Tensors(t).Quantization()
+      for kind in ("Scale", "ZeroPoint"):
+        if q is None or not getattr(q, f"{kind}Length")():
+          continue
+        vec = getattr(q, f"{kind}AsNumpy")()
+        where.setdefault((kind, vec.tobytes()), set()).add(
+          vec.ctypes.data - base
+        )
+  return where
+
+
+def test_each_quantization_vector_is_stored_once(exported):
+  """Subgraphs share the weights' per-channel scales and zero points: one
+  copy of each distinct vector in the file."""
+  *_, runs = exported
+  where = _quantization_vectors(runs["int8"]["path"])
+  # decode_step and decode_step_k4 read the same decoder weights.
+  assert max(len(v) for v in where.values()) == 1
+  uses = {}
+  m = schema.Model.GetRootAs(open(runs["int8"]["path"], "rb").read(), 0)
+  for g in range(m.SubgraphsLength()):
+    sub = m.Subgraphs(g)
+    for t in range(sub.TensorsLength()):
+      q = sub.Tensors(t).Quantization()
+      if q is not None and q.ScaleLength() > 1:
+        key = q.ScaleAsNumpy().tobytes()
+        uses[key] = uses.get(key, 0) + 1
+  assert max(uses.values()) > 1  # Shared, not merely unique.
+
+
 def _pad(encoded, shapes):
   """Encoder outputs zero-padded to decode_step's input `shapes` (T_max on
   each one's length axis)."""

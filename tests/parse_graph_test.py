@@ -24,8 +24,11 @@ def files(tmp_path_factory):
   trained = tiny_trained()
   model_cfg, params, ontology, enc = trained
   out = tmp_path_factory.mktemp("parse")
-  # Both signature sets, so that one file's loop and host loop compare.
-  runs = export_each(trained, out, ("float", "dynamic"), signatures="all")
+  # Both signature sets, so that one file's loop and host loop compare;
+  # no beam signatures (the tests below add them where they test them).
+  runs = export_each(
+    trained, out, ("float", "dynamic"), signatures="all", beam=0
+  )
   data = tiny.get_config().data
   tokens = [e.tokens for e in input_pipeline.load_split(data, "test")]
   tokens += [e.tokens for e in input_pipeline.load_split(data, "train")]
@@ -78,23 +81,42 @@ def test_dynamic_parse_agrees_with_its_host_loop(files):
   assert agree >= 0.95, agree
 
 
-def test_default_dynamic_file_is_parse_only(files, tmp_path):
+def test_default_dynamic_file_parses_and_beams_in_one_call(files, tmp_path):
   model_cfg, params, ontology, *_, tokens = files
   r = export.export(
     model_cfg, params, ontology, tmp_path / "d.tflite", variant="dynamic"
   )
   p = tflite_runner.TFLiteParser(r["path"])
-  assert set(p.manifest["signatures"]) == {"parse_12", "parse_24"}
-  assert not p.has_steps
-  both = tflite_runner.TFLiteParser(files[4]["dynamic"]["path"])
-  assert [p.parse_tokens(t) for t in tokens[:8]] == [
-    both.parse_tokens(t) for t in tokens[:8]
-  ]
+  assert set(p.manifest["signatures"]) == {
+    "parse_12",
+    "parse_24",
+    "beam4_12",
+    "beam4_24",
+  }
+  assert not p.has_steps and p.beam_parse == 4
+  # The same parses as the host loop and host beam search over the step
+  # signatures of the file that has them.
+  both = tflite_runner.TFLiteParser(files[4]["dynamic"]["path"], host_loop=True)
+  for beam in (1, 4):
+    assert [p.parse_tokens(t, beam=beam) for t in tokens[:8]] == [
+      both.parse_tokens(t, beam=beam) for t in tokens[:8]
+    ]
   with pytest.raises(ValueError, match="beam search need"):
-    p.parse_tokens(tokens[0], beam=4)
+    p.parse_tokens(tokens[0], beam=2)
   with pytest.raises(ValueError, match="no decode_step"):
     tflite_runner.TFLiteParser(r["path"], host_loop=True)
-  assert r["bytes"] < files[4]["dynamic"]["bytes"]
+  # Opting out of the beam: greedy parses only, in a smaller file.
+  greedy = export.export(
+    model_cfg,
+    params,
+    ontology,
+    tmp_path / "g.tflite",
+    variant="dynamic",
+    beam=0,
+  )
+  assert greedy["bytes"] < r["bytes"]
+  g = tflite_runner.TFLiteParser(greedy["path"])
+  assert set(g.manifest["signatures"]) == {"parse_12", "parse_24"}
 
 
 def _fc_weight_types(path) -> set[str]:
