@@ -62,7 +62,10 @@ flags.DEFINE_bool(
   "(JSON `interleaved`): the fair comparison on a drifting machine.",
 )
 flags.DEFINE_list(
-  "beams", ["1"], "Beam sizes; beams > 1 run the pQRNN int8 file only."
+  "beams",
+  ["1"],
+  "Beam sizes; beams > 1 run the files' one-call beam<K>_<t> and the pQRNN "
+  "int8 file's host beam search.",
 )
 flags.DEFINE_integer(
   "beam_step",
