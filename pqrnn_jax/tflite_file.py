@@ -73,7 +73,7 @@ class _SharingBuilder(flatbuffers.Builder):
 
   Every subgraph (each bucket's signature, each WHILE body) has its own
   tensor table, and each table entry of a per-channel weight carries its
-  own scales and int64 zero points: the same vectors 9-18 times, 7-13 %
+  own scales and int64 zero points: the same vectors 9-18 times, 7-15 %
   of a file. Later uses point at the first copy (flatbuffers allows a
   DAG). Byte vectors (buffer data, metadata) are left apart: delegates
   may key weight caches on a buffer's address.
