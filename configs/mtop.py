@@ -19,9 +19,10 @@ Expected (docs/RESULTS.md, with commands): `:en` eval exact match
 `:all` is one model for the six languages: en train plus a fixed 90 % of
 each other language's eval file (by ID hash, data/mixture.py), selected on
 the other 10 % of every eval file, en's included (best/ ranks by the
-unweighted average over locales), tested on all six test files; it packs its rows as `:en` does
-(12k steps in 22 minutes on 2 CPU cores). `:<lang>_90` (de es fr hi th) is
-that language alone on the same 90/10 split: the fair small-data baseline.
+unweighted average over locales), tested on all six test files; it packs
+its rows as `:en` does (12k steps in 22 minutes on 2 CPU cores).
+`:<lang>_90` (de es fr hi th) is that language alone on the same 90/10
+split: the fair small-data baseline.
 """
 
 from configs import default

@@ -217,9 +217,8 @@ def export(
   (encode_<t> + decode_step: the host loop and beam search), "parse"
   (parse_<t>: one-call greedy parses) or "all"; None: "steps" for int8
   (its loops: loop_calibration.py), "parse" for dynamic (the on-device
-  file within 3.5 MB), "all" for float. beam > 1:
-  add `decode_step_k<beam>` and a `beam<beam>_<t>` beside each `parse_<t>`;
-  None: DEFAULT_BEAM (4 for dynamic, else 0).
+  file within 3.5 MB), "all" for float. beam > 1: add `decode_step_k<beam>`
+  and a `beam<beam>_<t>` beside each `parse_<t>` (None: DEFAULT_BEAM).
   float_ops: int8: TFLite op names kept in float (e.g. "SOFTMAX")."""
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
   steps, parse, beam = _what_to_export(variant, signatures, beam)
