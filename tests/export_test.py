@@ -172,12 +172,12 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
 
 
 def _quantization_vectors(path) -> dict:
-  """{(kind, bytes): set of file offsets} over every tensor's scales and
-  zero points in every subgraph."""
+  """{(kind, bytes): [file offset of each use]} over every tensor's scales
+  and zero points in every subgraph."""
   data = open(path, "rb").read()
   m = schema.Model.GetRootAs(data, 0)
   base = np.frombuffer(data, np.uint8).ctypes.data
-  where = {}
+  uses = {}
   for g in range(m.SubgraphsLength()):
     sub = m.Subgraphs(g)
     for t in range(sub.TensorsLength()):
@@ -186,29 +186,20 @@ def _quantization_vectors(path) -> dict:
         if q is None or not getattr(q, f"{kind}Length")():
           continue
         vec = getattr(q, f"{kind}AsNumpy")()
-        where.setdefault((kind, vec.tobytes()), set()).add(
-          vec.ctypes.data - base
-        )
-  return where
+        key = (kind, vec.tobytes())
+        uses.setdefault(key, []).append(vec.ctypes.data - base)
+  return uses
 
 
 def test_each_quantization_vector_is_stored_once(exported):
   """Subgraphs share the weights' per-channel scales and zero points: one
   copy of each distinct vector in the file."""
   *_, runs = exported
-  where = _quantization_vectors(runs["int8"]["path"])
-  # decode_step and decode_step_k4 read the same decoder weights.
-  assert max(len(v) for v in where.values()) == 1
-  uses = {}
-  m = schema.Model.GetRootAs(open(runs["int8"]["path"], "rb").read(), 0)
-  for g in range(m.SubgraphsLength()):
-    sub = m.Subgraphs(g)
-    for t in range(sub.TensorsLength()):
-      q = sub.Tensors(t).Quantization()
-      if q is not None and q.ScaleLength() > 1:
-        key = q.ScaleAsNumpy().tobytes()
-        uses[key] = uses.get(key, 0) + 1
-  assert max(uses.values()) > 1  # Shared, not merely unique.
+  uses = _quantization_vectors(runs["int8"]["path"])
+  assert all(len(set(offsets)) == 1 for offsets in uses.values())
+  # Shared, not merely unique: decode_step and decode_step_k4 read the
+  # same decoder weights.
+  assert max(len(offsets) for offsets in uses.values()) > 1
 
 
 def _pad(encoded, shapes):
