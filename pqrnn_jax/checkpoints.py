@@ -168,8 +168,9 @@ def load_for_inference(workdir, which: str = "best"):
   """(model config, ontology, params, config) from a workdir's checkpoint.
 
   `which` is "best" (by eval exact match, falling back to the latest) or
-  "latest". A checkpoint that cannot be read raises CheckpointError naming
-  its path.
+  "latest". With a parameter average (train.ema_decay > 0) the params are
+  the average, in both: what the run evaluated and saved to best/. A
+  checkpoint that cannot be read raises CheckpointError naming its path.
   """
   d, step = _inference_dir(Path(workdir), which)
   try:
@@ -183,14 +184,18 @@ def load_for_inference(workdir, which: str = "best"):
 
 
 def _load(d: Path, step: int):
-  """Meta, then only the parameters (no optimizer state) of one step."""
+  """Meta, then only the parameters (no optimizer state) of one step: the
+  average where the run kept one (checkpoints/ hold the raw parameters
+  beside it)."""
   with manager(d, 1) as mgr:
     meta = read_meta(mgr, step)
     projection.check_format(meta.get("projection_format"), d / str(step))
     model_cfg = models.from_meta(meta["model"])
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    averaged = meta["config"].get("train", {}).get("ema_decay", 0.0) > 0
+    key = "ema" if averaged else "params"
     item = {
-      "params": jax.tree.map(
+      key: jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
         models.abstract_params(model_cfg),
       )
@@ -207,4 +212,4 @@ def _load(d: Path, step: int):
     )
   ontology = targets_lib.Ontology.from_dict(meta["ontology"])
   config = ml_collections.ConfigDict(meta["config"])
-  return model_cfg, ontology, r["state"]["params"], config
+  return model_cfg, ontology, r["state"][key], config

@@ -145,6 +145,9 @@ def test_ema_run_scores_and_saves_the_average(tmp_path):
   with checkpoints.manager(tmp_path / "checkpoints", 1) as mgr:
     state = checkpoints.restore_state(mgr, 4, state)
   chex.assert_trees_all_equal(best_params, state.ema)
+  # The latest checkpoint's inference parameters are the average too.
+  _, _, latest_params, _ = checkpoints.load_for_inference(tmp_path, "latest")
+  chex.assert_trees_all_equal(latest_params, state.ema)
   raw = jax.tree.leaves(state.params)
   assert any(
     not np.allclose(a, b)
