@@ -9,6 +9,7 @@ import flatbuffers
 import numpy as np
 
 METADATA_NAME = "pqrnn_manifest"
+_TFLITE_FILE_ID = b"TFL3"  # The schema's file identifier.
 
 
 def op_codes(tflite_bytes) -> dict[str, int]:
@@ -63,9 +64,6 @@ def embed_metadata(tflite_bytes, manifest_dict) -> bytes:
   builder = _SharingBuilder(1024)
   builder.Finish(model.Pack(builder), file_identifier=_TFLITE_FILE_ID)
   return bytes(builder.Output())
-
-
-_TFLITE_FILE_ID = b"TFL3"
 
 
 class _SharingBuilder(flatbuffers.Builder):
