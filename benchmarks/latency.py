@@ -22,8 +22,9 @@ median and p90, file size, op count per signature; host-loop rows add
 their agreement with the host loop of the same variant (equal action
 sequences). All rows run in one process, one after another on the same
 utterances, so their ratios are what to compare on a noisy machine;
---interleave also times the files' `parse_<t>` calls taking turns on each
-utterance, the fairer comparison when the machine drifts. Prints a table
+--interleave also times one greedy parse per file (`parse_<t>`, or the
+host loop where a file has none), the files taking turns on each
+utterance: the fairer comparison when the machine drifts. Prints a table
 and writes JSON.
 """
 
@@ -58,8 +59,9 @@ flags.DEFINE_string("out", "", "JSON output path.")
 flags.DEFINE_bool(
   "interleave",
   False,
-  "Also time the files' `parse_<t>` calls taking turns on each utterance "
-  "(JSON `interleaved`): the fair comparison on a drifting machine.",
+  "Also time one greedy parse per file (`parse_<t>`, else the host loop) "
+  "taking turns on each utterance (JSON `interleaved`): the fair "
+  "comparison on a drifting machine.",
 )
 flags.DEFINE_list(
   "beams",
@@ -112,10 +114,11 @@ def _ms(xs, q=50):
 
 
 def _warm_parser(path, beam: int = 1):
-  """A one-thread parser whose `parse_<t>` (or `beam<K>_<t>`) calls have
-  each run once: first invokes allocate."""
+  """A one-thread parser whose `parse_<t>` (or `beam<K>_<t>`) calls, or
+  in a steps-only file its encoders and step, have each run once: first
+  invokes allocate."""
   parser = tflite_runner.TFLiteParser(path, num_threads=1)
-  for t in parser.parse_buckets:
+  for t in parser.parse_buckets or parser.buckets:
     parser.parse_tokens(["x"] * t, beam=beam)
   return parser
 
@@ -152,16 +155,17 @@ def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
 
 
 def time_parse_interleaved(paths, token_lists) -> dict:
-  """Median and p90 of one `parse_<t>` call per token list on each file,
-  the files taking turns on every utterance (the order reversed on every
-  other one), so that the machine's drift falls alike on all of them."""
+  """Median and p90 of one greedy parse per token list on each file (one
+  `parse_<t>` call, or the host loop in a file without one), the files
+  taking turns on every utterance (the order reversed on every other
+  one), so that the machine's drift falls alike on all of them."""
   parsers = [_warm_parser(p) for p in paths]
   seconds = [[] for _ in parsers]
   for i, tokens in enumerate(token_lists):
     order = list(enumerate(parsers))
     for j, parser in order[:: -1 if i % 2 else 1]:
       t0 = time.perf_counter()
-      parser.graph_decode(*parser.fingerprints(tokens))
+      parser.decode(*parser.fingerprints(tokens))
       seconds[j].append(time.perf_counter() - t0)
   first = _ms(seconds[0])
   return {
@@ -324,7 +328,7 @@ def main(argv):
           files["pqrnn_int8"], tokens, beam, batched=False
         )
     if FLAGS.interleave:
-      turns = time_parse_interleaved([files[n] for n in with_parse], tokens)
+      turns = time_parse_interleaved(list(files.values()), tokens)
   result = {
     "file": str(path),
     "machine": cli.machine(),

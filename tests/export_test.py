@@ -166,9 +166,41 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
     assert tflite_file.read_manifest(path) == side
     assert side["ontology"] == ontology.to_dict() and side["variant"] == v
   # Int8 weights and activations: no float constant is left but scalars
-  # (the step count's + 1 in the decoder state, kept in float).
+  # (the step count's + 1 in the decoder state, kept in float) and the
+  # decoder norms' scales and offsets (D floats each).
   assert "FLOAT32" in _constant_types(runs["float"]["path"])
-  assert "FLOAT32" not in _constant_types(runs["int8"]["path"], 5)
+  assert "FLOAT32" not in _constant_types(
+    runs["int8"]["path"], 4 * model_cfg.bottleneck + 1
+  )
+
+
+def _rsqrt_types(path, signature: str) -> list[str]:
+  """Output element type of each RSQRT (a layer norm's) in a signature."""
+  m = schema.Model.GetRootAs(open(path, "rb").read(), 0)
+  names = {v: k for k, v in vars(schema.TensorType).items()}
+  key = {
+    m.SignatureDefs(i).SignatureKey().decode(): m.SignatureDefs(i)
+    for i in range(m.SignatureDefsLength())
+  }[signature]
+  sub = m.Subgraphs(key.SubgraphIndex())
+  types = []
+  for o in range(sub.OperatorsLength()):
+    op = sub.Operators(o)
+    code = m.OperatorCodes(op.OpcodeIndex())
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if builtin == schema.BuiltinOperator.RSQRT:
+      types.append(names[sub.Tensors(op.Outputs(0)).Type()])
+  return types
+
+
+def test_int8_file_keeps_decoder_norms_in_float(exported):
+  """The decoder's layer norms compute in float in the int8 file (their
+  squares do not fit one int8 scale); the encoder's norm stays int8."""
+  model_cfg, *_, runs = exported
+  path = runs["int8"]["path"]
+  norms = 2 * model_cfg.decoder_layers
+  assert _rsqrt_types(path, "decode_step") == ["FLOAT32"] * norms
+  assert _rsqrt_types(path, "encode_12") == ["INT8"]
 
 
 def _quantization_vectors(path) -> dict:
