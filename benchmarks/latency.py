@@ -267,8 +267,11 @@ def _exports(tmp: Path) -> dict[str, str]:
 
 def _host(files, mans, name):
   """A host-loop parser of the same variant as file `name`, if one is
-  here; mans: each file's manifest, by name."""
-  for other, f in files.items():
+  here (the file named `name` less "_parse" first, e.g. model_int8 for
+  model_int8_parse); mans: each file's manifest, by name."""
+  sibling = name.removesuffix("_parse")
+  order = sorted(files, key=lambda other: other != sibling)
+  for other, f in ((o, files[o]) for o in order):
     man = mans[other]
     if man["variant"] == mans[name]["variant"] and (
       "decode_step" in man["signatures"]
