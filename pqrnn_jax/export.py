@@ -14,9 +14,10 @@ and one `decode_step` (`file_signatures`) -> TFLite converter, default
 flags; constants shared by the signatures are stored once.
 "float"; "dynamic": int8 weights; "int8": int8 weights and activations
 (ranges calibrated on training utterances run through encode and
-teacher-forced decode steps), float at the inputs, the outputs and the
-decoder's running sums. The converter runs in a subprocess: full-int8
-calibration segfaults when it runs a WHILE op; a crash must be an error.
+teacher-forced decode steps), float at the inputs, the outputs, the
+decoder's running sums and its layer norms. The converter runs in a
+subprocess: full-int8 calibration segfaults when it runs a WHILE op; a
+crash must be an error.
 
 `parse_<t>` (parse_graph.py) is the whole greedy parse in one call:
 encode, then the step in a WHILE loop with the tree constraints as
