@@ -9,13 +9,12 @@ About 15.7 M parameters, 5.6x the default (not meant for device).
 Runtime on 2 CPU cores: several hours; on one GPU, minutes. Not measured.
 
 The measured teacher is the default size with the table, one model for six
-languages (docs/RESULTS.md, "Distillation"; 34 min on 2 CPU cores):
+languages (docs/RESULTS.md, "Distillation"; 29 min on 2 CPU cores with
+packed rows, 34 with the 3 length buckets its test numbers come from: add
+--config.train.packing=False to repeat those):
 
   python train.py --config configs/mtop.py:all \
       --config.model.pretrained=use-m3 --workdir runs/mtop_all_use
-
-(measured with 3 length buckets, before `:all` packed its rows: add
---config.train.packing=False to repeat it as it was.)
 """
 
 from configs import mtop
