@@ -270,13 +270,14 @@ def _host(files, mans, name):
   here (the file named `name` less "_parse" first, e.g. model_int8 for
   model_int8_parse); mans: each file's manifest, by name."""
   sibling = name.removesuffix("_parse")
-  order = sorted(files, key=lambda other: other != sibling)
-  for other, f in ((o, files[o]) for o in order):
+  for other in sorted(files, key=lambda o: o != sibling):
     man = mans[other]
     if man["variant"] == mans[name]["variant"] and (
       "decode_step" in man["signatures"]
     ):
-      return tflite_runner.TFLiteParser(f, num_threads=1, host_loop=True)
+      return tflite_runner.TFLiteParser(
+        files[other], num_threads=1, host_loop=True
+      )
   return None
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
 
 from configs import tiny
 from pqrnn_jax import (
@@ -176,21 +177,16 @@ def test_builtin_ops_fixed_shapes_and_manifest(exported):
 
 def _rsqrt_types(path, signature: str) -> list[str]:
   """Output element type of each RSQRT (a layer norm's) in a signature."""
-  m = schema.Model.GetRootAs(open(path, "rb").read(), 0)
-  names = {v: k for k, v in vars(schema.TensorType).items()}
-  key = {
-    m.SignatureDefs(i).SignatureKey().decode(): m.SignatureDefs(i)
-    for i in range(m.SignatureDefsLength())
-  }[signature]
-  sub = m.Subgraphs(key.SubgraphIndex())
-  types = []
-  for o in range(sub.OperatorsLength()):
-    op = sub.Operators(o)
-    code = m.OperatorCodes(op.OpcodeIndex())
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    if builtin == schema.BuiltinOperator.RSQRT:
-      types.append(names[sub.Tensors(op.Outputs(0)).Type()])
-  return types
+  m = flatbuffer_utils.read_model(str(path))
+  names = {v: k for k, v in vars(schema.TensorType).items() if k.isupper()}
+  index = {s.signatureKey.decode(): s.subgraphIndex for s in m.signatureDefs}
+  g = m.subgraphs[index[signature]]
+  rsqrt = schema.BuiltinOperator.RSQRT
+  return [
+    names[g.tensors[op.outputs[0]].type]
+    for op in g.operators
+    if m.operatorCodes[op.opcodeIndex].builtinCode == rsqrt
+  ]
 
 
 def test_int8_file_keeps_decoder_norms_in_float(exported):
