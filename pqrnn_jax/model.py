@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pqrnn_jax import bf16_matmul, packing, projection, qrnn, word_table
 from pqrnn_jax import decoder as decoder_lib
 from pqrnn_jax import dropout as dropout_lib
-from pqrnn_jax import packing, projection, qrnn, word_table
 from pqrnn_jax import pretrained as pretrained_lib
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.pointer_head import PointerHead, lookup
@@ -52,6 +52,9 @@ class ModelConfig:
   # Compute dtype ("auto": bfloat16 on GPU/TPU, float32 on CPU; see
   # compute_dtype); params, softmax and loss: float32.
   dtype: str = "float32"
+  # Dense matmul operands: "float32", "bfloat16" (rounded; float32 sums and
+  # outputs: bf16_matmul.py) or "auto" (bfloat16 on CPUs with bf16 dots).
+  matmul: str = "float32"
   quant: str = "none"  # "none" or "int8" (AQT; see quant.py).
   # Embedding rows by a one-hot matmul (pointer_head.lookup): set by the
   # dynamic-range export, whose file then holds the tables in int8.
@@ -98,7 +101,11 @@ class ModelConfig:
     """The exported graph: float, pooling by recursive doubling (no WHILE
     op, O(log T) ops), no dropout."""
     return self.replace(
-      pooling="doubling", quant="none", dropout=0.0, dtype="float32"
+      pooling="doubling",
+      quant="none",
+      dropout=0.0,
+      dtype="float32",
+      matmul="float32",
     )
 
 
@@ -109,6 +116,10 @@ def check_common(config) -> None:
     raise ValueError(f"quant={config.quant!r}: choose 'none' or 'int8'")
   if config.dtype not in DTYPES:
     raise ValueError(f"dtype={config.dtype!r}: choose one of {DTYPES}")
+  if config.matmul not in bf16_matmul.MATMULS:
+    raise ValueError(
+      f"matmul={config.matmul!r}: choose one of {bf16_matmul.MATMULS}"
+    )
   object.__setattr__(
     config, "token_features", projection.check_features(config.token_features)
   )
@@ -135,7 +146,11 @@ def make_dense(config):
     from pqrnn_jax import quant  # AQT import is slow: only when asked for.
 
     return quant.int8_dense(dtype)
-  return functools.partial(nn.Dense, dtype=dtype, param_dtype=jnp.float32)
+  bf16 = bf16_matmul.enabled(config.matmul)
+  dot = bf16_matmul.dot_general if bf16 else None
+  return functools.partial(
+    nn.Dense, dtype=dtype, param_dtype=jnp.float32, dot_general=dot
+  )
 
 
 def make_einsum(config):

@@ -85,8 +85,10 @@ def test_end_to_end_train_evaluate_predict(trained):
   assert len(parses) == 2 and all(p.startswith("[IN:") for p in parses)
 
 
-def test_resume_gives_same_parameters(tmp_path):
+@pytest.mark.parametrize("matmul", ["float32", "bfloat16"])
+def test_resume_gives_same_parameters(tmp_path, matmul):
   cfg = tiny.get_config()
+  cfg.model.matmul = matmul
   cfg.train.num_steps, cfg.eval_every, cfg.checkpoint_every = 8, 100, 100
   training.train_and_evaluate(cfg, tmp_path / "straight")
   cfg.train.stop_after = 5

@@ -47,6 +47,7 @@ class LSTMConfig:
   max_source_len: int = 48
   max_target_len: int = 64
   dtype: str = "float32"
+  matmul: str = "float32"  # As ModelConfig's: Dense matmul operands.
   quant: str = "none"  # "int8": AQT on the Dense layers; cells stay float.
   one_hot_lookup: bool = False  # As ModelConfig's (dynamic export).
   unroll: bool = False  # Unroll the time loops (export: no WHILE op).
@@ -75,7 +76,9 @@ class LSTMConfig:
     return dataclasses.replace(self, **kw)
 
   def for_export(self) -> "LSTMConfig":
-    return self.replace(unroll=True, quant="none", dropout=0.0, dtype="float32")
+    return self.replace(
+      unroll=True, quant="none", dropout=0.0, dtype="float32", matmul="float32"
+    )
 
   def fit(self, enc, saved=None) -> "LSTMConfig":
     """With the word vocabulary of a checkpoint's model meta `saved`, else
