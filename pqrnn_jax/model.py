@@ -130,9 +130,10 @@ DTYPES = ("auto", "float32", "bfloat16")
 
 def compute_dtype(name: str):
   """The compute dtype a config names. "auto": bfloat16 on GPU and TPU,
-  whose matmul units run it natively, float32 on CPU, where bfloat16 is
-  emulated and slower. Parameters, optimizer, softmax, pooling and loss
-  stay float32 whatever it is."""
+  whose matmul units run it natively, float32 on CPU, where bfloat16
+  elementwise work is emulated and slower (`matmul` rounds only the Dense
+  operands there). Parameters, optimizer, softmax, pooling and loss stay
+  float32 whatever it is."""
   if name == "auto":
     on_accelerator = jax.default_backend() in ("gpu", "tpu")
     return jnp.dtype(jnp.bfloat16 if on_accelerator else jnp.float32)
