@@ -16,7 +16,8 @@ Beside examples/s it reports:
     transfer (device_put of the same arrays) and the step itself, each
     timed alone and blocking (median ms);
   - XLA's count of the step's FLOPs per real example and the fraction of
-    this machine's f32 matmul rate (1024^3, measured here) reached;
+    this machine's matmul rate (1024^3, measured here: float32, and
+    bfloat16 operands with float32 sums) reached;
   - the padding fill: real / padded source tokens and target steps;
   - with --profile_steps N, op time per step by part of the step (matmuls and
     other ops of each model block forward and backward, the optimizer), from a
@@ -263,10 +264,13 @@ def measure(config, steps: int) -> dict:
     )
   flops = step_flops(step, state, rng, batches, timed, n)
   if flops:
-    rate = matmul_rate()
+    rate, bf16_rate = matmul_rate(), matmul_rate(operands=jnp.bfloat16)
     out["flops_per_example"] = flops / examples
     out["matmul_gflops"] = rate / 1e9
     out["fraction_of_matmul_rate"] = flops / seconds / rate
+    # The rate of bfloat16 operands with float32 sums (model.matmul).
+    out["bf16_matmul_gflops"] = bf16_rate / 1e9
+    out["fraction_of_bf16_matmul_rate"] = flops / seconds / bf16_rate
   return out
 
 
@@ -387,10 +391,11 @@ _BLOCKS = (
 )
 
 
-def matmul_rate(size: int = 1024, reps: int = 20) -> float:
-  """This machine's f32 matmul FLOP/s on one device (median of reps)."""
-  a = jnp.ones((size, size), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
+def matmul_rate(size=1024, reps=20, operands=jnp.float32) -> float:
+  """This machine's matmul FLOP/s on one device (median of reps): float32
+  operands, or bfloat16 ones summed in float32."""
+  a = jnp.ones((size, size), operands)
+  f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
   jax.block_until_ready(f(a))
   times = []
   for _ in range(reps):
