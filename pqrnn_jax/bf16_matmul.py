@@ -1,8 +1,9 @@
 """Dense matmuls with bfloat16 operands, float32 accumulation and outputs.
 
 CPUs with AVX512-BF16 run XLA:CPU's bfloat16 x bfloat16 -> float32 dots
-(its YNNPACK path) at about twice the float32 rate (measured on AMD Zen 4), while bfloat16 elementwise work and bfloat16 outputs are
-emulated and slower. So `model.matmul="bfloat16"` rounds the operands of
+(its YNNPACK path) at about twice the float32 rate (measured on AMD Zen
+4), while bfloat16 elementwise work and bfloat16 outputs are emulated and
+slower. So `model.matmul="bfloat16"` rounds the operands of
 the Dense layers' matmuls and nothing else: parameters, activations,
 accumulation and every other op stay float32.
 
