@@ -3,9 +3,9 @@
 CPUs with AVX512-BF16 run XLA:CPU's bfloat16 x bfloat16 -> float32 dots
 (its YNNPACK path) at about twice the float32 rate (measured on AMD Zen
 4), while bfloat16 elementwise work and bfloat16 outputs are emulated and
-slower. So `model.matmul="bfloat16"` rounds the operands of
-the Dense layers' matmuls and nothing else: parameters, activations,
-accumulation and every other op stay float32.
+slower. So `model.matmul="bfloat16"` rounds the operands of the Dense
+layers' matmuls and nothing else: parameters, activations, accumulation
+and every other op stay float32.
 
 The activation x activation products (attention, pointer scores) stay
 float32: their backward dots have batch dimensions, which XLA:CPU runs
@@ -75,9 +75,7 @@ def _product(lhs, rhs, dimension_numbers):
   )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _dot(lhs, rhs, dimension_numbers):
-  return _product(lhs, rhs, dimension_numbers)
+_dot = jax.custom_vjp(_product, nondiff_argnums=(2,))
 
 
 def _dot_fwd(lhs, rhs, dimension_numbers):
