@@ -149,10 +149,60 @@ def _drop_unbounded(graph, limit: float = 1e30) -> None:
       t.quantization = None
 
 
+def _table_ranges(model) -> None:
+  """Gives every lookup in a constant table (GATHER, GATHER_ND) the
+  table's own range. The quantizer scales a table by its lookup's
+  calibrated range, which differs a little in each subgraph that holds
+  the lookup (each bucket's loop body): each then stored its own int8
+  copy of the table (66 KB per body). With one range the copies are
+  identical and the converter stores one; every row of the table, not
+  only the rows calibration reached, keeps its value."""
+  ops = {schema.BuiltinOperator.GATHER, schema.BuiltinOperator.GATHER_ND}
+  for graph in model.subgraphs:
+    for op in graph.operators:
+      code = model.operatorCodes[op.opcodeIndex]
+      if max(code.builtinCode, code.deprecatedBuiltinCode) not in ops:
+        continue
+      table, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+      data = model.buffers[table.buffer].data
+      if table.type != schema.TensorType.FLOAT32 or data is None:
+        continue
+      if len(data) and _has_range(out):
+        values = np.frombuffer(bytes(data), np.float32)
+        out.quantization.min = [float(values.min())]
+        out.quantization.max = [float(values.max())]
+
+
+def _shared_body_ranges(model, loops) -> None:
+  """One range per tensor over the loop bodies of every bucket of one
+  kind (`parse`, `beam4`): the union of their calibrated ranges. The
+  bodies differ only in the source length, and with per-body ranges
+  each stored its own int8 copy of the tables it reads (the symbol
+  embedding: 50 KB per body); with one range the copies are identical
+  and the converter stores one."""
+  kinds = {}
+  for key, loop in loops.items():
+    kinds.setdefault(key.rsplit("_", 1)[0], []).append(loop["body_graph"])
+  for bodies in kinds.values():
+    graphs = [model.subgraphs[i] for i in bodies]
+    if len({len(g.tensors) for g in graphs}) > 1:
+      continue  # Not the same body (never seen): leave its ranges.
+    for tensors in zip(*(g.tensors for g in graphs), strict=True):
+      if not all(_has_range(t) for t in tensors):
+        continue
+      lo = min(min(t.quantization.min) for t in tensors)
+      hi = max(max(t.quantization.max) for t in tensors)
+      for t in tensors:
+        t.quantization.min, t.quantization.max = [lo], [hi]
+
+
 def without_loop_signatures(calibrated_bytes, loops) -> bytes:
-  """Copies the prefix copies' ranges onto their parse subgraphs, then
-  drops the helper signatures and subgraphs."""
+  """Copies the prefix copies' ranges onto their parse subgraphs, sets
+  table lookups' ranges (_table_ranges), then drops the helper signatures
+  and subgraphs."""
   model = _read(calibrated_bytes)
+  _table_ranges(model)
+  _shared_body_ranges(model, loops)
   helpers = set()
   for loop in loops.values():
     _drop_unbounded(model.subgraphs[loop["body_graph"]])

@@ -135,6 +135,24 @@ def _fc_weight_types(path) -> set[str]:
   }
 
 
+def _lookup_tables(path) -> dict:
+  """{shape: buffers} of the constant tables that GATHER / GATHER_ND ops
+  read, over all subgraphs."""
+  from ai_edge_litert import schema_py_generated as schema
+  from ai_edge_litert.tools import flatbuffer_utils
+
+  m = flatbuffer_utils.read_model(str(path))
+  ops = {schema.BuiltinOperator.GATHER, schema.BuiltinOperator.GATHER_ND}
+  tables = {}
+  for g in m.subgraphs:
+    for op in g.operators:
+      if m.operatorCodes[op.opcodeIndex].builtinCode in ops:
+        t = g.tensors[op.inputs[0]]
+        if m.buffers[t.buffer].data is not None:
+          tables.setdefault(tuple(t.shape), set()).add(t.buffer)
+  return tables
+
+
 def test_int8_parse_agrees_with_its_host_loop(files, tmp_path):
   """The int8 loop, calibrated in pieces (loop_calibration.py): int8
   weights in every subgraph, the loop's included, and the host loop's
@@ -171,6 +189,12 @@ def test_int8_parse_agrees_with_its_host_loop(files, tmp_path):
   )
   p, q = (tflite_runner.TFLiteParser(x["path"]) for x in (r, alone))
   assert not q.has_steps
+  # Each bucket's loop reads the symbol and position tables, calibrated to
+  # one range (loop_calibration.py): one int8 copy of each in the file.
+  tables = _lookup_tables(alone["path"])
+  v, d = len(ontology), model_cfg.bottleneck
+  assert (v, d) in tables and (model_cfg.max_target_len, d) in tables
+  assert all(len(b) == 1 for b in tables.values()), tables
   assert [q.parse_tokens(t) for t in tokens[:16]] == [
     p.parse_tokens(t) for t in tokens[:16]
   ]
