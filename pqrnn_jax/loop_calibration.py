@@ -185,9 +185,17 @@ def _shared_body_ranges(model, loops) -> None:
     kinds.setdefault(key.rsplit("_", 1)[0], []).append(loop["body_graph"])
   for bodies in kinds.values():
     graphs = [model.subgraphs[i] for i in bodies]
-    if len({len(g.tensors) for g in graphs}) > 1:
+    ops = [[op.opcodeIndex for op in g.operators] for g in graphs]
+    if any(o != ops[0] for o in ops):
       continue  # Not the same body (never seen): leave its ranges.
-    for tensors in zip(*(g.tensors for g in graphs), strict=True):
+    # Matched by position among the inputs and the ops' outputs: the
+    # tensor tables themselves may differ (a constant folded in one).
+    slots = [
+      list(g.inputs) + [t for op in g.operators for t in op.outputs]
+      for g in graphs
+    ]
+    for same in zip(*slots, strict=True):
+      tensors = [g.tensors[t] for g, t in zip(graphs, same, strict=True)]
       if not all(_has_range(t) for t in tensors):
         continue
       lo = min(min(t.quantization.min) for t in tensors)

@@ -17,8 +17,10 @@ def _tensor(shape, buffer=0, lo=None, hi=None):
   return t
 
 
-def _body(lo, hi):
-  """table (buffer 1) -> GATHER -> looked-up rows -> ADD -> sum."""
+def _body(lo, hi, extra=False):
+  """table (buffer 1) -> GATHER -> looked-up rows -> ADD -> sum; with
+  `extra`, an unused tensor first (as a constant folded in one bucket's
+  body only), so that tensor indices differ between bodies."""
   g = schema.SubGraphT()
   g.tensors = [
     _tensor((4, 2), buffer=1),
@@ -26,10 +28,12 @@ def _body(lo, hi):
     _tensor((1, 2), lo=lo, hi=hi),
     _tensor((1, 2), lo=2 * lo, hi=2 * hi),
   ]
+  i = 1 if extra else 0
+  g.tensors = [_tensor((3,))] * i + g.tensors
   gather, add = schema.OperatorT(), schema.OperatorT()
-  gather.opcodeIndex, gather.inputs, gather.outputs = 0, [0, 1], [2]
-  add.opcodeIndex, add.inputs, add.outputs = 1, [2, 2], [3]
-  g.operators = [gather, add]
+  gather.opcodeIndex, gather.inputs, gather.outputs = 0, [i, i + 1], [i + 2]
+  add.opcodeIndex, add.inputs, add.outputs = 1, [i + 2, i + 2], [i + 3]
+  g.operators, g.inputs, g.outputs = [gather, add], [i + 1], [i + 3]
   return g
 
 
@@ -45,7 +49,7 @@ def _model(ranges):
   empty, data = schema.BufferT(), schema.BufferT()
   data.data = np.frombuffer(table.tobytes(), np.uint8)
   m.buffers = [empty, data]
-  m.subgraphs = [_body(*r) for r in ranges]
+  m.subgraphs = [_body(*r, extra=k == 1) for k, r in enumerate(ranges)]
   return m
 
 
@@ -72,7 +76,7 @@ def test_bodies_of_one_kind_share_the_union_of_their_ranges():
   }
   loop_calibration._shared_body_ranges(m, loops)
   for g in m.subgraphs[:2]:
-    assert _ranges(g)[2:] == [([-1.0], [3.0]), ([-2.0], [6.0])]
+    assert _ranges(g)[-2:] == [([-1.0], [3.0]), ([-2.0], [6.0])]
   # Another kind of loop keeps its own ranges; tensors without a range
   # (the table, the ids) stay without.
   assert _ranges(m.subgraphs[2]) == [None, None, ([-9.0], [9.0])] + [
