@@ -28,7 +28,6 @@ import numpy as np
 
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax.decode import MAX_DEPTH, NONE
-from pqrnn_jax.targets import EOS_ID
 
 _PTR = len(decode_lib.KIND_CODES)  # Pointers' kind, after the symbols'.
 _NODES = 5  # NONE, INTENT, SLOT_EMPTY, SLOT_WORDS, SLOT_INTENT.
@@ -132,43 +131,6 @@ def transition(tab: Tables, depth, stack, action):
   stack = jax.lax.dynamic_update_slice(
     stack, jnp.asarray(tab.window)[j], (depth,)
   )
-  return depth + jnp.asarray(tab.depth_change)[j], stack
-
-
-def init_rows(k: int, max_depth: int = MAX_DEPTH):
-  """(depth [K], stack [K, max_depth + 3]) of K hypotheses before the
-  first action (beam search: `allowed_rows`, `transition_rows`)."""
-  _, stack = init(max_depth)
-  return jnp.zeros((k,), jnp.int32), jnp.broadcast_to(stack, (k,) + stack.shape)
-
-
-def _cell(stack_KxS, at_K):
-  return jnp.take_along_axis(stack_KxS, at_K[:, None], axis=1)[:, 0]
-
-
-def allowed_rows(tab: Tables, depth, stack, step, max_len: int, src_KxT, words):
-  """`allowed` for K hypotheses that have not emitted EOS, [K, V + T]:
-  the rows of a closed root allow EOS only, as in decode.allowed_mask."""
-  top = _cell(stack, depth + 1)
-  i = _mask_index(top, depth, step, max_len, tab.max_depth, words)
-  ptr_KxT = jnp.asarray(tab.pointers)[i][:, None] & src_KxT
-  ok = jnp.concatenate([jnp.asarray(tab.symbols)[i], ptr_KxT], axis=1)
-  eos_only = jnp.arange(ok.shape[1]) == EOS_ID
-  return jnp.where(closed(depth, step)[:, None], eos_only[None], ok)
-
-
-def transition_rows(tab: Tables, depth, stack, actions_K):
-  """`transition` of K hypotheses: the window of three cells at each
-  row's depth written by a select, not a dynamic slice."""
-  v = tab.kinds.shape[0] - 1
-  kind = jnp.asarray(tab.kinds)[jnp.minimum(actions_K, v)]
-  top, below = _cell(stack, depth + 1), _cell(stack, depth)
-  j = (kind * _NODES + top) * _NODES + below
-  off = jnp.arange(stack.shape[1])[None] - depth[:, None]
-  window = jnp.take_along_axis(
-    jnp.asarray(tab.window)[j], jnp.clip(off, 0, 2), axis=1
-  )
-  stack = jnp.where((off >= 0) & (off < 3), window, stack)
   return depth + jnp.asarray(tab.depth_change)[j], stack
 
 

@@ -24,6 +24,7 @@ as at 12, docs/RESULTS.md).
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import graph_constraints
@@ -140,7 +141,7 @@ def _beam_init(k: int, u: int, state_widths: dict):
     jnp.full((k,), EOS_ID, jnp.int32),  # BOS is the EOS id.
     jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf),
     no_actions,
-    graph_constraints.init_rows(k),
+    decode_lib.init_state(k, jnp),
     jnp.full((1,), -jnp.inf),
     no_actions[:1],
     {n: jnp.zeros((k, w), jnp.float32) for n, w in state_widths.items()},
@@ -169,13 +170,12 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
   `TFLiteParser.beam_decode`), which gives the full scan's result."""
   fns, step_fn, state_shapes = _step_io(model_cfg, params, "beam_step")
   u, vocab = model_cfg.max_target_len, len(kinds_V)
-  tab = graph_constraints.tables(kinds_V, form)
+  kinds = np.asarray(kinds_V, np.int32)
   pen = decode_lib.gnmt_penalty
 
   def beam(fingerprints, length):
     enc = fns["encode"](fingerprints, length)
     mask_KxT = jnp.repeat(source_mask(length, fingerprints.shape[1]), k, 0)
-    words = graph_constraints.has_words(mask_KxT[:1])
     no_pad_KxV = jnp.broadcast_to(jnp.arange(vocab) != PAD_ID, (k, vocab))
 
     def running(c):
@@ -186,7 +186,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
     def step(c):
       t, prev, logp, live, tree, fin, fin_acts, st = c
       out = step_fn(enc, prev, t, length, st)
-      ok = graph_constraints.allowed_rows(tab, *tree, t, u, mask_KxT, words)
+      ok = decode_lib.allowed_mask(tree, kinds, mask_KxT, t, u, form, jnp)
       with jax.named_scope(FLOAT_SCOPE):  # Scores summed over steps, -inf.
         scores = jnp.concatenate(
           [out["symbol_scores"], out["pointer_scores"]], axis=-1
@@ -202,9 +202,8 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
         fin, fin_acts = _join_finished(fin, fin_acts, live, total, t, alpha)
       rows, act = idx // a, (idx % a).astype(jnp.int32)
       live = jax.lax.dynamic_update_slice(live[rows], act[:, None], (0, t))
-      tree = graph_constraints.transition_rows(
-        tab, *(x[rows] for x in tree), act
-      )
+      tree = jax.tree.map(lambda x: x[rows], tree)
+      tree = decode_lib.transition(tree, act, kinds, vocab, jnp)
       st = {n: out[n][rows] for n in state_shapes}
       return t + 1, act, logp, live, tree, fin, fin_acts, st
 

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import graph_constraints as gc
-from pqrnn_jax.targets import EOS_ID
 
 # A small ontology: PAD, EOS, "]", two intents, two slots.
 KINDS = np.array([0, 1, 2, 3, 3, 4, 4], np.int32)
@@ -59,53 +58,6 @@ def test_mask_and_transition_equal_decode_on_random_trees(
     )
     assert bool(gc.closed(depth, t + 1)) == bool(state.closed[0])
     if state.closed[0]:
-      break
-
-
-@jax.jit
-def _rows_step(tab_arrays, depth, stack, t, max_len, src, actions):
-  tab = gc.Tables(*tab_arrays, DEPTH)
-  words = gc.has_words(src[:1])
-  ok = gc.allowed_rows(tab, depth, stack, t, max_len, src, words)
-  return ok, gc.transition_rows(tab, depth, stack, actions)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-  form=st.sampled_from(["decoupled", "full"]),
-  n=st.integers(0, T_MAX),
-  max_len=st.integers(3, 16),
-  picks=st.lists(
-    st.tuples(*[st.integers(0, 10**6)] * 3), min_size=1, max_size=16
-  ),
-)
-def test_rows_equal_decode_for_three_hypotheses(form, n, max_len, picks):
-  """The beam's form: three hypotheses walk random allowed actions; masks
-  and states equal decode.py's at every step, closed roots (EOS only)
-  included. A row that emits EOS is left where it is."""
-  tab = TABLES[form]
-  src = np.repeat((np.arange(T_MAX) < n)[None], 3, axis=0)
-  state = decode_lib.init_state(3, np, max_depth=DEPTH)
-  depth, stack = gc.init_rows(3, DEPTH)
-  for t, pick in enumerate(picks[:max_len]):
-    want = decode_lib.allowed_mask(state, KINDS, src, t, max_len, form)
-    got, new = _rows_step(tab[:-1], depth, stack, t, max_len, src, 0)
-    live = ~state.ended
-    np.testing.assert_array_equal(np.asarray(got)[live], want[live])
-    actions = np.array(
-      [np.flatnonzero(w)[p % w.sum()] for w, p in zip(want, pick, strict=True)]
-    )
-    actions = np.where(live, actions, EOS_ID)
-    _, (depth, stack) = _rows_step(
-      tab[:-1], depth, stack, t, max_len, src, jnp.asarray(actions)
-    )
-    state = decode_lib.transition(state, actions, KINDS, V, np)
-    go = ~state.ended
-    np.testing.assert_array_equal(np.asarray(depth)[go], state.depth[go])
-    np.testing.assert_array_equal(
-      np.asarray(stack)[go, 2 : 2 + DEPTH], state.stack[go]
-    )
-    if state.ended.all():
       break
 
 
