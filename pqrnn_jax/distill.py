@@ -11,8 +11,9 @@ Two kinds, combinable:
                   made offline (e.g. by a T5 model) is read as it is.
 
 A teacher is any workdir this project can load (`inference.Parser`), e.g.
-a wider pQRNN-MAtt. Teacher and student share the teacher's ontology, so
-their action spaces are the same.
+a wider pQRNN-MAtt, or several ("a,b,c": their ensemble, ensemble.py).
+Teacher and student share the teacher's ontology, so their action spaces
+are the same.
 
   python -m pqrnn_jax.distill --teacher DIR --input utterances.txt \
       --out teacher_parses.tsv [--beam 4]
@@ -25,7 +26,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from pqrnn_jax import checkpoints, models, projection, train_step
+from pqrnn_jax import checkpoints, ensemble, models, projection, train_step
 from pqrnn_jax import model as model_lib
 from pqrnn_jax.data import readers, tokenizer
 from pqrnn_jax.data.example import Example
@@ -85,7 +86,9 @@ def load_teacher(config):
   d = config.distill
   if not (d.teacher_workdir and d.alpha > 0):
     return None
-  t_cfg, t_ont, t_params, _ = checkpoints.load_for_inference(d.teacher_workdir)
+  members = len(ensemble.workdirs(d.teacher_workdir))
+  load = ensemble.load if members > 1 else checkpoints.load_for_inference
+  t_cfg, t_ont, t_params, _ = load(d.teacher_workdir)
   if t_cfg.max_target_len < config.model.max_target_len:
     raise ValueError(
       f"teacher max_target_len {t_cfg.max_target_len} < student's "
@@ -93,10 +96,18 @@ def load_teacher(config):
     )
   # Fails now, not inside the first jitted step.
   projection.feature_columns(config.model.token_features, t_cfg.token_features)
+  one = jax.tree.map(lambda x: x[0], t_params) if members > 1 else t_params
   logging.info(
-    "teacher %s: %s", d.teacher_workdir, models.summary(t_cfg, t_params)
+    "teacher %s (%d model%s): %s",
+    d.teacher_workdir,
+    members,
+    "s" if members > 1 else "",
+    models.summary(t_cfg, one),
   )
-  return models.make_model(t_cfg), t_params, t_ont
+  teacher = models.make_model(t_cfg)
+  if members > 1:
+    teacher = ensemble.Ensemble(teacher)
+  return teacher, t_params, t_ont
 
 
 def write_examples(path, examples) -> None:

@@ -118,8 +118,11 @@ def main(argv):
     constrained=f.constrained,
   )
   print(report(name, result))
-  out = Path(f.workdir) / (
-    f"eval_{name}_beam{f.beam}{'' if f.constrained else '_unconstrained'}.json"
+  # An ensemble "a,b,c" writes beside its first member.
+  tag = f"_ensemble{parser.members}" if parser.members > 1 else ""
+  out = Path(f.workdir.split(",")[0]) / (
+    f"eval_{name}_beam{f.beam}{'' if f.constrained else '_unconstrained'}"
+    f"{tag}.json"
   )
   out.write_text(
     json.dumps(
@@ -134,7 +137,9 @@ if __name__ == "__main__":
 
   from pqrnn_jax import cli
 
-  flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
+  flags.DEFINE_string(
+    "workdir", None, "Training workdir; a,b,c: their ensemble.", required=True
+  )
   flags.DEFINE_enum("split", "test", ["train", "eval", "test"], "Split.")
   flags.DEFINE_string(
     "file", None, "Score this file instead (any readers format)."

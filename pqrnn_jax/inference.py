@@ -16,7 +16,7 @@ import functools
 import jax
 import numpy as np
 
-from pqrnn_jax import checkpoints, models, projection
+from pqrnn_jax import checkpoints, ensemble, models, projection
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import frames as frames_lib
 from pqrnn_jax import targets as targets_lib
@@ -24,9 +24,14 @@ from pqrnn_jax.data import tokenizer
 
 
 @functools.lru_cache(maxsize=8)
-def _decoder(model_cfg, beam_size, length_penalty, constrained, form):
-  """A jitted params, fps, lengths, kinds -> actions function."""
+def _decoder(model_cfg, beam_size, length_penalty, constrained, form, members):
+  """A jitted params, fps, lengths, kinds -> actions function; members > 1:
+  an ensemble.Ensemble of that many stacked parameter sets (greedy)."""
   model = models.make_model(model_cfg)
+  if members > 1:
+    if beam_size > 1:
+      raise ValueError("beam search takes one model, not an ensemble")
+    model = ensemble.Ensemble(model)
   if beam_size <= 1:
     return jax.jit(
       functools.partial(
@@ -85,20 +90,22 @@ class Parser:
     form="decoupled",
     batch_size=64,
     config=None,
+    members=1,
   ):
     self.model_cfg, self.params, self.ontology = model_cfg, params, ontology
     self.form, self.batch_size, self.config = form, batch_size, config
+    self.members = members  # > 1: params stacked, an ensemble (greedy).
     self._kinds = decode_lib.kinds_array(ontology)
 
   @classmethod
   def from_workdir(cls, workdir, which: str = "best", **kw) -> "Parser":
-    """The best (else latest) or the latest checkpoint of a workdir."""
-    model_cfg, ontology, params, config = checkpoints.load_for_inference(
-      workdir, which
-    )
-    return cls(
-      model_cfg, params, ontology, form=config.data.form, config=config, **kw
-    )
+    """The best (else latest) or the latest checkpoint of a workdir, or of
+    each workdir of "a,b,c": their ensemble (ensemble.py)."""
+    members = len(ensemble.workdirs(workdir))
+    load = ensemble.load if members > 1 else checkpoints.load_for_inference
+    model_cfg, ontology, params, config = load(workdir, which)
+    kw.update(form=config.data.form, config=config, members=members)
+    return cls(model_cfg, params, ontology, **kw)
 
   def decode_tokens(
     self,
@@ -116,7 +123,9 @@ class Parser:
     fps, lengths, _ = projection.featurize(
       token_lists, c.max_source_len, c.token_features
     )
-    run = _decoder(c, beam_size, length_penalty, constrained, self.form)
+    run = _decoder(
+      c, beam_size, length_penalty, constrained, self.form, self.members
+    )
     frame = None
     if frames is not None:
       if not constrained:
