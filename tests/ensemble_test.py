@@ -1,0 +1,82 @@
+"""Ensembles ("a,b" as a workdir): the mean of the members' probabilities,
+in greedy decoding and as a KD teacher."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from pqrnn_jax import ensemble, inference, models, training
+
+
+def _train(d, steps, seed, **model):
+  cfg = tiny.get_config()
+  cfg.train.num_steps, cfg.seed = steps, seed
+  for k, v in model.items():
+    setattr(cfg.model, k, v)
+  training.train_and_evaluate(cfg, d)
+  return str(d)
+
+
+@pytest.fixture(scope="module")
+def workdirs(tmp_path_factory):
+  new = tmp_path_factory.mktemp
+  return (
+    _train(new("a"), 20, seed=0),
+    _train(new("b"), 20, seed=1),
+    _train(new("wide"), 1, seed=0, ffn=48),
+  )
+
+
+def test_members_stack_and_mismatches_are_refused(workdirs):
+  a, b, wide = workdirs
+  cfg, _, params, _ = ensemble.load(f"{a},{b}")
+  one = inference.Parser.from_workdir(a).params
+  assert jax.tree.all(
+    jax.tree.map(lambda e, x: e.shape == (2,) + x.shape, params, one)
+  )
+  with pytest.raises(ValueError, match=f"member {wide}: its model differs"):
+    ensemble.load(f"{a},{wide}")
+
+
+def test_scores_are_the_log_mean_probability(workdirs):
+  a, b, _ = workdirs
+  cfg, ontology, params, _ = ensemble.load(f"{a},{b}")
+  model = models.make_model(cfg)
+  rng = np.random.default_rng(0)
+  fps = rng.integers(0, 2**31, (3, cfg.max_source_len)).astype(np.int32)
+  lengths = np.array([2, 5, 9], np.int32)
+  prev = rng.integers(0, len(ontology), (3, 6)).astype(np.int32)
+  got = ensemble.Ensemble(model).apply({"params": params}, fps, lengths, prev)
+  members = [jax.tree.map(lambda x, e=e: x[e], params) for e in range(2)]
+  logp = [
+    jax.nn.log_softmax(model.apply({"params": p}, fps, lengths, prev), -1)
+    for p in members
+  ]
+  want = jnp.logaddexp(*logp) - jnp.log(2.0)
+  finite = np.isfinite(want)
+  np.testing.assert_array_equal(np.isfinite(got), finite)
+  np.testing.assert_allclose(got[finite], want[finite], atol=1e-5)
+  # Two different members: not merely one of them.
+  assert np.abs(np.asarray(logp[0] - logp[1]))[finite].max() > 1e-3
+
+
+def test_greedy_parses_of_a_twice_taken_model_are_its_own(workdirs):
+  a, _, _ = workdirs
+  tokens = [["wake", "me", "at", "7"], ["call", "mom"], ["play", "jazz", "now"]]
+  one = inference.Parser.from_workdir(a, batch_size=8)
+  two = inference.Parser.from_workdir(f"{a},{a}", batch_size=8)
+  assert two.members == 2
+  assert two.parse_tokens(tokens) == one.parse_tokens(tokens)
+  with pytest.raises(ValueError, match="beam search takes one model"):
+    two.parse_tokens(tokens, beam_size=4)
+
+
+def test_an_ensemble_teaches_token_level_kd(workdirs, tmp_path):
+  a, b, _ = workdirs
+  cfg = tiny.get_config()
+  cfg.train.num_steps = 2
+  cfg.distill.teacher_workdir, cfg.distill.alpha = f"{a},{b}", 0.5
+  training.train_and_evaluate(cfg, tmp_path)
+  assert inference.Parser.from_workdir(str(tmp_path)).parse_tokens([["hi"]])
