@@ -154,9 +154,11 @@ def _table_ranges(model) -> None:
   table's own range. The quantizer scales a table by its lookup's
   calibrated range, which differs a little in each subgraph that holds
   the lookup (each bucket's loop body): each then stored its own int8
-  copy of the table (66 KB per body). With one range the copies are
-  identical and the converter stores one; every row of the table, not
-  only the rows calibration reached, keeps its value."""
+  copy of the table (the position embedding, 16 KB). With one range the
+  copies are identical and the converter stores one; every row of the
+  table, not only the rows calibration reached, keeps its value. (The
+  symbol embedding's range is that of the select it feeds: one range
+  per tensor over the bodies, `_shared_body_ranges`, makes it one.)"""
   ops = {schema.BuiltinOperator.GATHER, schema.BuiltinOperator.GATHER_ND}
   for graph in model.subgraphs:
     for op in graph.operators:
