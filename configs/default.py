@@ -99,7 +99,7 @@ def get_config():
 
   c.distill = k = ml_collections.ConfigDict()  # See pqrnn_jax/distill.py.
   k.teacher_workdir = ""  # A trained workdir: KD teacher and/or labeller;
-  # "a,b,c": their ensemble (pqrnn_jax/ensemble.py; greedy labels).
+  # "a,b,c": their ensemble (pqrnn_jax/ensemble.py; labels need beam 1).
   k.alpha = 0.0  # Weight of the token-level KD term; 0 = off.
   k.temperature = 2.0  # KD softmax temperature T (loss scaled by T^2).
   k.sequence_from_teacher = False  # Add teacher beam parses of train data.

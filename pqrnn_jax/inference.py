@@ -30,7 +30,10 @@ def _decoder(model_cfg, beam_size, length_penalty, constrained, form, members):
   model = models.make_model(model_cfg)
   if members > 1:
     if beam_size > 1:
-      raise ValueError("beam search takes one model, not an ensemble")
+      raise ValueError(
+        "beam search takes one model, not an ensemble: decode with beam 1 "
+        "(teacher labels: --config.distill.teacher_beam=1)"
+      )
     model = ensemble.Ensemble(model)
   if beam_size <= 1:
     return jax.jit(
