@@ -26,7 +26,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from pqrnn_jax import checkpoints, ensemble, models, projection, train_step
+from pqrnn_jax import ensemble, models, projection, train_step
 from pqrnn_jax import model as model_lib
 from pqrnn_jax.data import readers, tokenizer
 from pqrnn_jax.data.example import Example
@@ -87,8 +87,7 @@ def load_teacher(config):
   if not (d.teacher_workdir and d.alpha > 0):
     return None
   members = len(ensemble.workdirs(d.teacher_workdir))
-  load = ensemble.load if members > 1 else checkpoints.load_for_inference
-  t_cfg, t_ont, t_params, _ = load(d.teacher_workdir)
+  t_cfg, t_ont, t_params, _ = ensemble.load(d.teacher_workdir)
   if t_cfg.max_target_len < config.model.max_target_len:
     raise ValueError(
       f"teacher max_target_len {t_cfg.max_target_len} < student's "
@@ -104,10 +103,7 @@ def load_teacher(config):
     "s" if members > 1 else "",
     models.summary(t_cfg, one),
   )
-  teacher = models.make_model(t_cfg)
-  if members > 1:
-    teacher = ensemble.Ensemble(teacher)
-  return teacher, t_params, t_ont
+  return ensemble.wrap(models.make_model(t_cfg), members), t_params, t_ont
 
 
 def write_examples(path, examples) -> None:

@@ -65,13 +65,20 @@ def workdirs(spec: str) -> list[str]:
   return [w for w in str(spec).split(",") if w]
 
 
-def load(spec: str, which: str = "best"):
-  """(model config, ontology, params [E, ...], config of the first) of the
-  ensemble `spec`; every member must have the first's model (the matmul
-  precision aside) and ontology."""
+def wrap(model, members: int):
+  """The model itself for one member, else its `Ensemble`."""
+  return Ensemble(model) if members > 1 else model
+
+
+def load(spec, which: str = "best"):
+  """(model config, ontology, params, config of the first) of a workdir,
+  or of the ensemble "a,b,c" with params stacked [E, ...]; every member
+  must have the first's model (the matmul precision aside) and ontology."""
   from pqrnn_jax import checkpoints
 
   dirs = workdirs(spec)
+  if len(dirs) == 1:
+    return checkpoints.load_for_inference(spec, which)
   loaded = [checkpoints.load_for_inference(w, which) for w in dirs]
   model_cfg, ontology, _, config = loaded[0]
   same = lambda c: dataclasses.replace(c, matmul=model_cfg.matmul)

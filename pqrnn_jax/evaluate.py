@@ -100,7 +100,7 @@ def _examples(f, parser):
 
 
 def main(argv):
-  from pqrnn_jax import cli, inference
+  from pqrnn_jax import cli, ensemble, inference
 
   f = cli.FLAGS
   cli.no_extra_args(argv)
@@ -120,7 +120,7 @@ def main(argv):
   print(report(name, result))
   # An ensemble "a,b,c" writes beside its first member.
   tag = f"_ensemble{parser.members}" if parser.members > 1 else ""
-  out = Path(f.workdir.split(",")[0]) / (
+  out = Path(ensemble.workdirs(f.workdir)[0]) / (
     f"eval_{name}_beam{f.beam}{'' if f.constrained else '_unconstrained'}"
     f"{tag}.json"
   )

@@ -16,8 +16,8 @@ import functools
 import jax
 import numpy as np
 
-from pqrnn_jax import checkpoints, ensemble, models, projection
 from pqrnn_jax import decode as decode_lib
+from pqrnn_jax import ensemble, models, projection
 from pqrnn_jax import frames as frames_lib
 from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.data import tokenizer
@@ -27,14 +27,12 @@ from pqrnn_jax.data import tokenizer
 def _decoder(model_cfg, beam_size, length_penalty, constrained, form, members):
   """A jitted params, fps, lengths, kinds -> actions function; members > 1:
   an ensemble.Ensemble of that many stacked parameter sets (greedy)."""
-  model = models.make_model(model_cfg)
-  if members > 1:
-    if beam_size > 1:
-      raise ValueError(
-        "beam search takes one model, not an ensemble: decode with beam 1 "
-        "(teacher labels: --config.distill.teacher_beam=1)"
-      )
-    model = ensemble.Ensemble(model)
+  if members > 1 and beam_size > 1:
+    raise ValueError(
+      "beam search takes one model, not an ensemble: decode with beam 1 "
+      "(teacher labels: --config.distill.teacher_beam=1)"
+    )
+  model = ensemble.wrap(models.make_model(model_cfg), members)
   if beam_size <= 1:
     return jax.jit(
       functools.partial(
@@ -105,8 +103,7 @@ class Parser:
     """The best (else latest) or the latest checkpoint of a workdir, or of
     each workdir of "a,b,c": their ensemble (ensemble.py)."""
     members = len(ensemble.workdirs(workdir))
-    load = ensemble.load if members > 1 else checkpoints.load_for_inference
-    model_cfg, ontology, params, config = load(workdir, which)
+    model_cfg, ontology, params, config = ensemble.load(workdir, which)
     kw.update(form=config.data.form, config=config, members=members)
     return cls(model_cfg, params, ontology, **kw)
 

@@ -41,13 +41,16 @@ def signature_keys(model_bytes) -> set[str]:
   return {s.signatureKey.decode() for s in _read(model_bytes).signatureDefs}
 
 
+def _builtin(model, op) -> int:
+  """The operator's builtin code (schema.BuiltinOperator)."""
+  code = model.operatorCodes[op.opcodeIndex]
+  return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def _while_op(model, graph):
   """(index, operator) of the graph's first WHILE op, or None."""
   for i, op in enumerate(graph.operators):
-    code = model.operatorCodes[op.opcodeIndex]
-    if max(code.builtinCode, code.deprecatedBuiltinCode) == (
-      schema.BuiltinOperator.WHILE
-    ):
+    if _builtin(model, op) == schema.BuiltinOperator.WHILE:
       return i, op
   return None
 
@@ -162,8 +165,7 @@ def _table_ranges(model) -> None:
   ops = {schema.BuiltinOperator.GATHER, schema.BuiltinOperator.GATHER_ND}
   for graph in model.subgraphs:
     for op in graph.operators:
-      code = model.operatorCodes[op.opcodeIndex]
-      if max(code.builtinCode, code.deprecatedBuiltinCode) not in ops:
+      if _builtin(model, op) not in ops:
         continue
       table, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
       data = model.buffers[table.buffer].data
