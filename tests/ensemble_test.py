@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from pqrnn_jax import ensemble, inference, models, training
+from pqrnn_jax import checkpoints, ensemble, inference, models, soup, training
 
 
 def _train(d, steps, seed, **model):
@@ -80,3 +80,25 @@ def test_an_ensemble_teaches_token_level_kd(workdirs, tmp_path):
   cfg.distill.teacher_workdir, cfg.distill.alpha = f"{a},{b}", 0.5
   training.train_and_evaluate(cfg, tmp_path)
   assert inference.Parser.from_workdir(str(tmp_path)).parse_tokens([["hi"]])
+
+
+def test_a_soup_is_the_members_mean_and_loads_as_a_workdir(workdirs, tmp_path):
+  a, b, _ = workdirs
+  out = soup.write(tmp_path / "soup", f"{a},{b}")
+  pa, pb = (checkpoints.load_for_inference(w)[2] for w in (a, b))
+  got = checkpoints.load_for_inference(out)[2]
+  jax.tree.map(
+    lambda g, x, y: np.testing.assert_allclose(g, (x + y) / 2, atol=1e-6),
+    got,
+    pa,
+    pb,
+  )
+  tokens = [["wake", "me", "at", "7"], ["call", "mom"]]
+  twice = soup.write(tmp_path / "twice", f"{a},{a}")
+  assert inference.Parser.from_workdir(str(twice)).parse_tokens(
+    tokens
+  ) == inference.Parser.from_workdir(a).parse_tokens(tokens)
+  with pytest.raises(ValueError, match="already holds checkpoints"):
+    soup.write(out, f"{a},{b}")
+  with pytest.raises(ValueError, match="needs two workdirs"):
+    soup.write(tmp_path / "one", a)
