@@ -94,6 +94,8 @@ def get_config():
   t.packing = False  # Random batches packed several examples per row
   # (pqrnn_jax/packing.py): few pads, and `buckets` is not used.
   t.devices = 0  # Local devices to train on; 0 = all.
+  t.branch_from = ""  # "WORKDIR[:STEP]": a fresh run starts from that
+  # checkpoint (step, optimizer, average), e.g. soup members (soup.py).
   t.stop_after = 0  # Stop (with a checkpoint) after this many steps of this
   # run, for time-boxed jobs; 0 = run to num_steps. Rerun to resume.
 

@@ -10,6 +10,7 @@ import here, so the inference CLIs start fast.
 """
 
 import logging
+import shutil
 from pathlib import Path
 
 import jax
@@ -137,6 +138,33 @@ def restore_newest(mgr, restore):
       f"no checkpoint in {mgr.directory} restores: " + "; ".join(failures)
     )
   return None, None
+
+
+def branch(ckpt_dir: Path, spec: str) -> None:
+  """Starts an empty checkpoints/ dir from another run's checkpoint, so the
+  run resumes from it: its step, optimizer state and average (a branch of
+  that run, e.g. the members of a soup, soup.py). `spec` is "WORKDIR"
+  (its newest step) or "WORKDIR:STEP"; a dir that holds steps is kept."""
+  if not spec or (ckpt_dir.exists() and any(ckpt_dir.iterdir())):
+    return
+  src, _, step = spec.rpartition(":")
+  src, step = (Path(src), int(step)) if step.isdigit() else (Path(spec), None)
+  steps = sorted(ocp.utils.checkpoint_steps(src / "checkpoints"))
+  if not steps or (step is not None and step not in steps):
+    raise FileNotFoundError(
+      f"train.branch_from={spec!r}: no checkpoint step "
+      f"{step if step is not None else ''} in {src / 'checkpoints'} "
+      f"(steps: {', '.join(map(str, steps)) or 'none'})"
+    )
+  step = steps[-1] if step is None else step
+  if jax.process_index() == 0:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src / "checkpoints" / str(step), ckpt_dir / str(step))
+    logging.info("branching from %s at step %d", src, step)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("branch_from")
 
 
 def restore_state(mgr, step: int, state):

@@ -156,12 +156,10 @@ def _writers(config, workdir, model_cfg, state, batches, n_devices):
   """(TensorBoard writer, progress reporter); logs the run's summary. Log
   lines are this module's own (`_Progress`), so the writer only writes
   event files, from process 0."""
+  writer = metric_writers.MultiWriter([])
   if jax.process_index() == 0:
-    writer = metric_writers.AsyncWriter(
-      metric_writers.SummaryWriter(str(workdir))
-    )
-  else:
-    writer = metric_writers.MultiWriter([])
+    summary = metric_writers.SummaryWriter(str(workdir))
+    writer = metric_writers.AsyncWriter(summary)
   n_train = len(batches.enc.lengths)
   logging.info("%s", models.summary(model_cfg, state.params))
   logging.info(
@@ -298,6 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   workdir = Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   devices_lib.init_distributed(config)
+  checkpoints.branch(workdir / "checkpoints", config.train.branch_from)
   ckpts = checkpoints.manager(workdir / "checkpoints", config.keep_checkpoints)
   devices = devices_lib.local_devices(config)
 

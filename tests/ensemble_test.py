@@ -102,3 +102,24 @@ def test_a_soup_is_the_members_mean_and_loads_as_a_workdir(workdirs, tmp_path):
     soup.write(out, f"{a},{b}")
   with pytest.raises(ValueError, match="needs two workdirs"):
     soup.write(tmp_path / "one", a)
+
+
+def test_a_branch_starts_from_another_runs_checkpoint(workdirs, tmp_path):
+  a, _, _ = workdirs
+  latest = lambda w: checkpoints.load_for_inference(w, "latest")[2]
+  cfg = tiny.get_config()
+  # Its newest step (20): nothing left to train, whatever the seed.
+  cfg.seed, cfg.train.num_steps, cfg.train.branch_from = 5, 20, a
+  training.train_and_evaluate(cfg, tmp_path / "same")
+  jax.tree.map(
+    np.testing.assert_array_equal, latest(tmp_path / "same"), latest(a)
+  )
+  cfg.seed, cfg.train.branch_from = 1, f"{a}:18"  # Two steps of its own.
+  training.train_and_evaluate(cfg, tmp_path / "b1")
+  moved = jax.tree.map(
+    lambda x, y: np.abs(x - y).max(), latest(tmp_path / "b1"), latest(a)
+  )
+  assert max(jax.tree.leaves(moved)) > 0
+  cfg.train.branch_from = f"{a}:7"
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint step 7 .*18, 20"):
+    training.train_and_evaluate(cfg, tmp_path / "bad")
