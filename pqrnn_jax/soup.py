@@ -2,10 +2,12 @@
 
 Members must share the model and the ontology (`ensemble.load` checks)
 and, for the mean to be a model at all, one early trajectory: runs
-branched from one checkpoint of a common trunk (a copy of its
-checkpoints/<step> in each branch's workdir, each resumed with its own
---config.seed). Unlike an ensemble, the soup costs one model at run
-time, so it exports to one .tflite file like any workdir:
+branched from one checkpoint of a common trunk
+(`--config.train.branch_from=TRUNK:STEP`, each with its own
+--config.seed). MTOP en: branches of step 3k of 12k average, branches of
+step 1k and independent runs do not (docs/RESULTS.md). Unlike an
+ensemble, the soup costs one model at run time, so it exports to one
+.tflite file like any workdir:
 
   python -m pqrnn_jax.soup --workdir runs/b1,runs/b2,runs/b3 \
       --out runs/soup [--checkpoint latest]
