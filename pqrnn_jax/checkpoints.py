@@ -60,6 +60,16 @@ def _item(state) -> dict:
   return item
 
 
+def meta(config, ontology, model_cfg) -> dict:
+  """What every checkpoint carries beside the state (JSON)."""
+  return {
+    "projection_format": projection.FORMAT_VERSION,
+    "config": config.to_dict(),
+    "ontology": ontology.to_dict(),
+    "model": models.to_meta(model_cfg),
+  }
+
+
 def save(mgr, state, meta: dict, metrics: dict | None = None) -> None:
   """State (step, params, optimizer, average) plus config/ontology JSON."""
   state = unreplicate(state) if _replicated(state) else state
@@ -151,10 +161,10 @@ def branch(ckpt_dir: Path, spec: str) -> None:
   src, step = (Path(src), int(step)) if step.isdigit() else (Path(spec), None)
   steps = sorted(ocp.utils.checkpoint_steps(src / "checkpoints"))
   if not steps or (step is not None and step not in steps):
+    which = "" if step is None else f" step {step}"
     raise FileNotFoundError(
-      f"train.branch_from={spec!r}: no checkpoint step "
-      f"{step if step is not None else ''} in {src / 'checkpoints'} "
-      f"(steps: {', '.join(map(str, steps)) or 'none'})"
+      f"train.branch_from={spec!r}: no checkpoint{which} in "
+      f"{src / 'checkpoints'} (steps: {', '.join(map(str, steps)) or 'none'})"
     )
   step = steps[-1] if step is None else step
   if jax.process_index() == 0:

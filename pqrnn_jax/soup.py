@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from pqrnn_jax import checkpoints, cli, ensemble, models, projection
+from pqrnn_jax import checkpoints, cli, ensemble
 
 
 def average(spec: str, which: str = "best"):
@@ -42,13 +42,8 @@ def write(out, spec: str, which: str = "best") -> Path:
   model_cfg, ontology, params, config = average(spec, which)
   config = config.copy_and_resolve_references()
   config.train.ema_decay = 0.0  # The mean is saved as `params`.
-  meta = {
-    "projection_format": projection.FORMAT_VERSION,
-    "config": config.to_dict(),
-    "ontology": ontology.to_dict(),
-    "model": models.to_meta(model_cfg),
-    "soup": {"members": ensemble.workdirs(spec), "checkpoint": which},
-  }
+  meta = checkpoints.meta(config, ontology, model_cfg)
+  meta["soup"] = {"members": ensemble.workdirs(spec), "checkpoint": which}
   state = _State(step=jnp.int32(0), params=params)
   with checkpoints.best_manager(out / "best") as mgr:
     checkpoints.save(mgr, state, meta, {"exact_match": 0.0, "step": 0})

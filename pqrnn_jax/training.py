@@ -279,16 +279,6 @@ def _initial_state(config, ckpts, model_cfg):
   return state, jax.random.fold_in(rng, 1)
 
 
-def _meta(config, ontology, model_cfg) -> dict:
-  """What every checkpoint carries beside the state."""
-  return {
-    "projection_format": projection.FORMAT_VERSION,
-    "config": config.to_dict(),
-    "ontology": ontology.to_dict(),
-    "model": models.to_meta(model_cfg),
-  }
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   """Trains (resuming from `workdir` if it holds a checkpoint); returns the
   last eval metrics."""
@@ -305,7 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     config, workdir, ckpts, len(devices)
   )
   state, step_rng = _initial_state(config, ckpts, model_cfg)
-  meta = _meta(config, ontology, model_cfg)
+  meta = checkpoints.meta(config, ontology, model_cfg)
   writer, report = _writers(
     config, workdir, model_cfg, state, batches, len(devices)
   )
