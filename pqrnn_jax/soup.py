@@ -10,7 +10,11 @@ ensemble, the soup costs one model at run time, so it exports to one
 .tflite file like any workdir:
 
   python -m pqrnn_jax.soup --workdir runs/b1,runs/b2,runs/b3 \
-      --out runs/soup [--checkpoint latest]
+      --out runs/soup [--checkpoint latest] [--greedy]
+
+--greedy keeps only the members that help on the eval split (a "greedy
+soup", Wortsman et al. 2022): members in order of their own eval exact
+match, each added if the soup with it scores at least as well without.
 
 The output workdir holds best/0 (the mean, in the first member's meta,
 with `soup` naming the members) and ontology.json; evaluate, export and
@@ -34,16 +38,73 @@ def average(spec: str, which: str = "best"):
   return model_cfg, ontology, mean, config
 
 
-def write(out, spec: str, which: str = "best") -> Path:
-  """Writes the mean of `spec`'s members as workdir `out`; returns out."""
+def select(n: int, em, log=print):
+  """(chosen indices, steps): the greedy soup of n members, where em(idx)
+  scores the mean of members idx. Members in order of their own score;
+  each is added if the soup with it scores at least the soup without.
+  Steps: dicts of the members tried, their score and whether kept."""
+  steps = []
+
+  def record(idx, value, kept):
+    steps.append({"members": list(idx), "eval": value, "kept": kept})
+    log(f"{'kept' if kept else 'left'} {idx}: eval exact match {value:.4f}")
+
+  alone = {i: em([i]) for i in range(n)}
+  order = sorted(alone, key=lambda i: -alone[i])  # Stable: ties by index.
+  for i in range(n):
+    record([i], alone[i], i == order[0])
+  chosen, best = order[:1], alone[order[0]]
+  for i in order[1:]:
+    value = em(chosen + [i])
+    record(chosen + [i], value, value >= best)
+    if value >= best:
+      chosen, best = chosen + [i], value
+  return chosen, steps
+
+
+def greedy(spec: str, which: str = "best", log=print):
+  """`select` over spec's members, each soup scored by its exact match
+  on the eval split (with several locales their unweighted average, as
+  best/ ranks); steps name the members by workdir."""
+  from pqrnn_jax import evaluate, inference, input_pipeline
+
+  model_cfg, ontology, params_E, config = ensemble.load(spec, which)
+  examples = input_pipeline.load_split(config.data, "eval")
+
+  def em(idx):
+    mean = jax.tree.map(lambda x: jnp.mean(x[jnp.array(idx)], 0), params_E)
+    parser = inference.Parser(
+      model_cfg, mean, ontology, form=config.data.form, batch_size=128
+    )
+    r = evaluate.evaluate_examples(parser, examples)
+    return r.get("locale_average", r["metrics"])["exact_match"]
+
+  chosen, steps = select(len(ensemble.workdirs(spec)), em, log)
+  names = ensemble.workdirs(spec)
+  for s in steps:
+    s["members"] = [names[i] for i in s["members"]]
+  return chosen, steps
+
+
+def write(out, spec: str, which: str = "best", pick=False) -> Path:
+  """Writes the mean of `spec`'s members (with pick, the greedy soup's) as
+  workdir `out`; returns out."""
   out = Path(out).absolute()
   if (out / "best").exists() or (out / "checkpoints").exists():
     raise ValueError(f"--out {out}: already holds checkpoints")
+  steps = None
+  if pick:
+    chosen, steps = greedy(spec, which)
+    if len(chosen) < 2:
+      raise ValueError(f"--greedy: no member improves on {spec!r}'s best")
+    spec = ",".join(ensemble.workdirs(spec)[i] for i in chosen)
   model_cfg, ontology, params, config = average(spec, which)
   config = config.copy_and_resolve_references()
   config.train.ema_decay = 0.0  # The mean is saved as `params`.
   meta = checkpoints.meta(config, ontology, model_cfg)
   meta["soup"] = {"members": ensemble.workdirs(spec), "checkpoint": which}
+  if steps is not None:
+    meta["soup"]["greedy_on_eval"] = steps
   state = _State(step=jnp.int32(0), params=params)
   with checkpoints.best_manager(out / "best") as mgr:
     checkpoints.save(mgr, state, meta, {"exact_match": 0.0, "step": 0})
@@ -62,8 +123,8 @@ class _State:
 def main(argv):
   cli.no_extra_args(argv)
   f = cli.FLAGS
-  out = write(f.out, f.workdir, f.checkpoint)
-  print(f"mean of {len(ensemble.workdirs(f.workdir))} members -> {out}")
+  out = write(f.out, f.workdir, f.checkpoint, pick=f.greedy)
+  print(f"soup -> {out}")
 
 
 if __name__ == "__main__":
@@ -72,4 +133,5 @@ if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "Members: a,b,c.", required=True)
   flags.DEFINE_string("out", None, "The new workdir.", required=True)
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which one.")
+  flags.DEFINE_bool("greedy", False, "Keep the members that help on eval.")
   cli.run(main)

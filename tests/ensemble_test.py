@@ -104,6 +104,32 @@ def test_a_soup_is_the_members_mean_and_loads_as_a_workdir(workdirs, tmp_path):
     soup.write(tmp_path / "one", a)
 
 
+def test_a_greedy_soup_keeps_the_members_that_help():
+  score = {(0,): 0.5, (1,): 0.7, (2,): 0.6, (3,): 0.1}
+  score.update({(1, 2): 0.72, (1, 2, 0): 0.71, (1, 2, 3): 0.72})
+  chosen, steps = soup.select(4, lambda i: score[tuple(i)], log=lambda _: 0)
+  # Own scores first, then by that order: 0 lowers the soup, 3 does not.
+  assert chosen == [1, 2, 3]
+  assert [(s["members"], s["kept"]) for s in steps[4:]] == [
+    ([1, 2], True),
+    ([1, 2, 0], False),
+    ([1, 2, 3], True),
+  ]
+  assert [s["eval"] for s in steps[:4]] == [0.5, 0.7, 0.6, 0.1]
+
+
+def test_a_greedy_soup_is_chosen_on_eval_and_says_how(workdirs, tmp_path):
+  a, b, _ = workdirs
+  out = soup.write(tmp_path / "g", f"{a},{a},{b}", pick=True)
+  with checkpoints.best_manager(out / "best") as mgr:
+    meta = checkpoints.read_meta(mgr, 0)["soup"]
+  steps = meta["greedy_on_eval"]
+  assert len(steps) == 5 and steps[0]["eval"] == steps[1]["eval"]
+  kept = [s for s in steps if s["kept"]]
+  assert meta["members"] == kept[-1]["members"]
+  assert [s["eval"] for s in kept] == sorted(s["eval"] for s in kept)
+
+
 def test_a_branch_starts_from_another_runs_checkpoint(workdirs, tmp_path):
   a, _, _ = workdirs
   latest = lambda w: checkpoints.load_for_inference(w, "latest")[2]

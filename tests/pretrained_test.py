@@ -102,16 +102,19 @@ def test_frozen_table_gets_no_gradient_and_no_update():
   }
   model = lstm.LSTMSeq2Seq(cfg)
   loss_fn = train_step.make_loss_fn(model, 0.0)
-  grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(1))[0])(
+  # Jitted: op by op, these tiny models take tens of seconds.
+  grads = jax.jit(jax.grad(lambda p: loss_fn(p, batch, jax.random.key(1))[0]))(
     state.params
   )
   assert float(jnp.abs(grads["words"]["embedding"]).sum()) == 0.0
-  step = jax.vmap(
-    lambda s, b: train_step.train_step(
-      s, b, jax.random.key(0), loss_fn=loss_fn
-    )[0],
-    axis_name="batch",
-    in_axes=(None, 0),
+  step = jax.jit(
+    jax.vmap(
+      lambda s, b: train_step.train_step(
+        s, b, jax.random.key(0), loss_fn=loss_fn
+      )[0],
+      axis_name="batch",
+      in_axes=(None, 0),
+    )
   )
   new = state
   for _ in range(2):  # The learning rate is 0 at step 0 (warmup).
@@ -191,7 +194,7 @@ def test_pqrnn_with_a_table_trains_only_around_it():
   def memory_sum(p):
     return model.apply({"params": p}, fps, lengths, method="encode")[0].sum()
 
-  g = jax.grad(memory_sum)(params)
+  g = jax.jit(jax.grad(memory_sum))(params)
   assert float(jnp.abs(g["words"]["embedding"]).sum()) == 0.0
   assert float(jnp.abs(g["word_proj"]["kernel"]).sum()) > 0.0
   # The table changes the memory: "wake" and "me" have rows, "up" is UNK.
