@@ -70,10 +70,22 @@ def wrap(model, members: int):
   return Ensemble(model) if members > 1 else model
 
 
+# Model config fields that members may differ in: the JAX matmul precision
+# and what only training reads (dropout rates).
+FREE_FIELDS = ("matmul", "dropout", "word_dropout", "zoneout")
+
+
+def same_model(cfg, first) -> bool:
+  """Whether `cfg` is `first`'s model, FREE_FIELDS aside."""
+  names = {f.name for f in dataclasses.fields(cfg)}
+  free = {k: getattr(first, k) for k in FREE_FIELDS if k in names}
+  return type(cfg) is type(first) and dataclasses.replace(cfg, **free) == first
+
+
 def load(spec, which: str = "best"):
   """(model config, ontology, params, config of the first) of a workdir,
   or of the ensemble "a,b,c" with params stacked [E, ...]; every member
-  must have the first's model (the matmul precision aside) and ontology."""
+  must have the first's model (`same_model`) and ontology."""
   from pqrnn_jax import checkpoints
 
   dirs = workdirs(spec)
@@ -81,10 +93,9 @@ def load(spec, which: str = "best"):
     return checkpoints.load_for_inference(spec, which)
   loaded = [checkpoints.load_for_inference(w, which) for w in dirs]
   model_cfg, ontology, _, config = loaded[0]
-  same = lambda c: dataclasses.replace(c, matmul=model_cfg.matmul)
   for w, (cfg, ont, _, _) in zip(dirs[1:], loaded[1:], strict=True):
-    if same(cfg) != model_cfg or ont != ontology:
-      what = "ontology" if same(cfg) == model_cfg else "model"
+    if not same_model(cfg, model_cfg) or ont != ontology:
+      what = "ontology" if same_model(cfg, model_cfg) else "model"
       raise ValueError(
         f"ensemble member {w}: its {what} differs from {dirs[0]}'s"
       )

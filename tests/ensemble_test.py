@@ -40,6 +40,14 @@ def test_members_stack_and_mismatches_are_refused(workdirs):
     ensemble.load(f"{a},{wide}")
 
 
+def test_members_may_differ_in_dropout_only(workdirs):
+  a, _, _ = workdirs
+  cfg = checkpoints.load_for_inference(a)[0]
+  for k, v in (("dropout", 0.3), ("word_dropout", 0.2), ("zoneout", 0.5)):
+    assert ensemble.same_model(cfg.replace(**{k: v}), cfg)
+  assert not ensemble.same_model(cfg.replace(ffn=cfg.ffn + 1), cfg)
+
+
 def test_scores_are_the_log_mean_probability(workdirs):
   a, b, _ = workdirs
   cfg, ontology, params, _ = ensemble.load(f"{a},{b}")
