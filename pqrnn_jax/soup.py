@@ -29,13 +29,12 @@ import jax.numpy as jnp
 from pqrnn_jax import checkpoints, cli, ensemble
 
 
-def average(spec: str, which: str = "best"):
-  """(model config, ontology, mean params, config of the first member)."""
-  if len(ensemble.workdirs(spec)) < 2:
-    raise ValueError(f"--workdir {spec!r}: a soup needs two workdirs or more")
-  model_cfg, ontology, params_E, config = ensemble.load(spec, which)
-  mean = jax.tree.map(lambda x: jnp.mean(x.astype(jnp.float32), 0), params_E)
-  return model_cfg, ontology, mean, config
+def _mean(params_E, idx):
+  """The mean over the members idx of stacked params [E, ...]."""
+  take = jnp.asarray(list(idx))
+  return jax.tree.map(
+    lambda x: jnp.mean(x[take].astype(jnp.float32), 0), params_E
+  )
 
 
 def select(n: int, em, log=print):
@@ -62,50 +61,53 @@ def select(n: int, em, log=print):
   return chosen, steps
 
 
-def greedy(spec: str, which: str = "best", log=print):
-  """`select` over spec's members, each soup scored by its exact match
-  on the eval split (with several locales their unweighted average, as
-  best/ ranks); steps name the members by workdir."""
+def _eval_score(model_cfg, ontology, params_E, config):
+  """em(idx) for `select`: the exact match of the mean of members idx on
+  the eval split (with several locales their unweighted average, as best/
+  ranks)."""
   from pqrnn_jax import evaluate, inference, input_pipeline
 
-  model_cfg, ontology, params_E, config = ensemble.load(spec, which)
   examples = input_pipeline.load_split(config.data, "eval")
 
   def em(idx):
-    mean = jax.tree.map(lambda x: jnp.mean(x[jnp.array(idx)], 0), params_E)
     parser = inference.Parser(
-      model_cfg, mean, ontology, form=config.data.form, batch_size=128
+      model_cfg,
+      _mean(params_E, idx),
+      ontology,
+      form=config.data.form,
+      batch_size=128,
     )
     r = evaluate.evaluate_examples(parser, examples)
     return r.get("locale_average", r["metrics"])["exact_match"]
 
-  chosen, steps = select(len(ensemble.workdirs(spec)), em, log)
-  names = ensemble.workdirs(spec)
-  for s in steps:
-    s["members"] = [names[i] for i in s["members"]]
-  return chosen, steps
+  return em
 
 
 def write(out, spec: str, which: str = "best", pick=False) -> Path:
-  """Writes the mean of `spec`'s members (with pick, the greedy soup's) as
-  workdir `out`; returns out."""
+  """Writes the mean of `spec`'s members (with pick, of those `select`
+  keeps on eval) as workdir `out`; returns out."""
   out = Path(out).absolute()
   if (out / "best").exists() or (out / "checkpoints").exists():
     raise ValueError(f"--out {out}: already holds checkpoints")
-  steps = None
+  names = ensemble.workdirs(spec)
+  if len(names) < 2:
+    raise ValueError(f"--workdir {spec!r}: a soup needs two workdirs or more")
+  model_cfg, ontology, params_E, config = ensemble.load(spec, which)
+  chosen, steps = range(len(names)), None
   if pick:
-    chosen, steps = greedy(spec, which)
+    em = _eval_score(model_cfg, ontology, params_E, config)
+    chosen, steps = select(len(names), em)
     if len(chosen) < 2:
       raise ValueError(f"--greedy: no member improves on {spec!r}'s best")
-    spec = ",".join(ensemble.workdirs(spec)[i] for i in chosen)
-  model_cfg, ontology, params, config = average(spec, which)
+    for st in steps:
+      st["members"] = [names[i] for i in st["members"]]
   config = config.copy_and_resolve_references()
   config.train.ema_decay = 0.0  # The mean is saved as `params`.
   meta = checkpoints.meta(config, ontology, model_cfg)
-  meta["soup"] = {"members": ensemble.workdirs(spec), "checkpoint": which}
+  meta["soup"] = {"members": [names[i] for i in chosen], "checkpoint": which}
   if steps is not None:
     meta["soup"]["greedy_on_eval"] = steps
-  state = _State(step=jnp.int32(0), params=params)
+  state = _State(step=jnp.int32(0), params=_mean(params_E, chosen))
   with checkpoints.best_manager(out / "best") as mgr:
     checkpoints.save(mgr, state, meta, {"exact_match": 0.0, "step": 0})
   ontology.save(out / "ontology.json")
