@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from pqrnn_jax import metrics as metrics_lib
@@ -90,10 +91,11 @@ def _replicated(state) -> bool:
 
 
 def unreplicate(tree):
-  """Drops the leading device axis of pmapped arrays."""
+  """Device 0's copy of pmapped arrays [D, ...], as host numpy [...]."""
   # Not flax.jax_utils.unreplicate: on a subset of the local devices it
-  # returns the [1, ...] shard instead of dropping the device axis.
-  return jax.tree.map(lambda x: x[0], tree)
+  # returns the [1, ...] shard instead of dropping the device axis. Nor
+  # x[0]: that dispatches (and first compiles) one slice per leaf.
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
 
 
 def read_meta(mgr, step: int) -> dict:

@@ -215,7 +215,8 @@ def periodic_eval(
   raw parameters are scored too, as `raw_exact_match`, to show what the
   average adds.
   """
-  state = checkpoints.unreplicate(state)  # Device 0's copy is scored.
+  # Device 0's copy is scored.
+  state = jax.device_put(checkpoints.unreplicate(state))
 
   def score(params):
     parser = inference.Parser(
