@@ -7,6 +7,7 @@ branches on the architecture. `config.model.arch` picks the entry.
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,9 @@ def make_model(config):
   return _entry(config.arch)[1](config)
 
 
+# Jitted once per config: op by op, a model's init compiled hundreds of
+# small programs (seconds, again after every jax.clear_caches).
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def init_params(config, rng, batch: int = 1):
   """Float32 parameters for the fixed shapes of `config`."""
   shape = projection.input_shape(
