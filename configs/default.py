@@ -84,6 +84,8 @@ def get_config():
   t.weight_decay = 0.01
   t.grad_clip = 1.0
   t.label_smoothing = 0.1
+  t.rdrop = 0.0  # > 0: R-Drop, two dropout passes per batch and this
+  # weight on their symmetric KL (pqrnn_jax/consistency.py); 0 = off.
   t.loss_norm = "batch"  # Token-summed loss over: "data" = the data's mean
   # tokens per batch (every token weighs alike), "batch" = this batch's.
   t.ema_decay = 0.0  # > 0: also keep an average of the parameters, which is

@@ -19,8 +19,9 @@ def _per_token(name: str):
   return PerToken
 
 
-def collection(kd: bool):
-  """The clu Collection of logged train metrics."""
+def collection(kd: bool, rdrop: bool = False):
+  """The clu Collection of logged train metrics (with the KD or R-Drop
+  term per token when the loss has one)."""
   fields = {
     "loss": _per_token("loss"),
     "nll": _per_token("nll"),
@@ -29,6 +30,8 @@ def collection(kd: bool):
   }
   if kd:
     fields["kd"] = _per_token("kd")
+  if rdrop:
+    fields["rdrop"] = _per_token("rdrop")
   return clu_metrics.Collection.create(**fields)
 
 

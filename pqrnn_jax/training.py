@@ -28,6 +28,7 @@ from clu import metric_writers, periodic_actions
 
 from pqrnn_jax import (
   checkpoints,
+  consistency,
   distill,
   evaluate,
   inference,
@@ -135,6 +136,13 @@ def _p_step(config, model, teacher, devices, batches):
   if config.train.loss_norm == "data":
     tokens_per_batch = batches.tokens_per_batch
   loss_fn = train_step.make_loss_fn(model, config.train.label_smoothing)
+  rdrop = config.train.get("rdrop", 0.0)
+  if rdrop > 0:
+    if teacher is not None:
+      raise ValueError("train.rdrop and distillation: choose one of them")
+    loss_fn = consistency.make_rdrop_loss_fn(
+      model, config.train.label_smoothing, rdrop
+    )
   if teacher is not None:
     d = config.distill
     loss_fn = distill.make_kd_loss_fn(
@@ -317,7 +325,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
       state, input_pipeline.shard(batches(step), len(devices)), step_rng, frozen
     ),
     state,
-    train_metrics.collection(teacher is not None),
+    train_metrics.collection(
+      teacher is not None, config.train.get("rdrop", 0.0) > 0
+    ),
     (writer, report, ckpts, meta, evaluate_now),
     batches.shape,
   )
