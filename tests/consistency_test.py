@@ -7,16 +7,12 @@ import pytest
 
 from configs import tiny
 from pqrnn_jax import consistency, models, train_step, training
-from pqrnn_jax import model as model_lib
-
-
-def _scores(seed, shape=(2, 3, 7)):
-  s = jax.random.normal(jax.random.key(seed), shape)
-  return s.at[..., 0].set(-jnp.inf).at[1, :, -2:].set(-jnp.inf)
+from tests import distill_test
 
 
 def test_symmetric_kl_is_symmetric_zero_on_equal_and_weighted():
-  a, b, w = _scores(0), _scores(1), jnp.ones((2, 3))
+  scores = distill_test._scores
+  a, b, w = scores(0), scores(1), jnp.ones((2, 3))
   ab = float(consistency.symmetric_kl_sums(a, b, w))
   assert ab > 0.01
   assert ab == pytest.approx(float(consistency.symmetric_kl_sums(b, a, w)))
@@ -29,33 +25,9 @@ def test_symmetric_kl_is_symmetric_zero_on_equal_and_weighted():
   assert got == pytest.approx(want, rel=1e-5)
 
 
-def _model_and_batch(dropout):
-  cfg = model_lib.ModelConfig(
-    vocab_size=9,
-    projection_size=16,
-    bottleneck=8,
-    qrnn_hidden=4,
-    qrnn_layers=1,
-    decoder_layers=1,
-    heads=2,
-    ffn=8,
-    max_source_len=5,
-    max_target_len=4,
-    dropout=dropout,
-    zoneout=0.0,
-  )
-  batch = {
-    "fingerprints": jnp.arange(10, dtype=jnp.uint32).reshape(2, 5),
-    "lengths": jnp.array([5, 3], jnp.int32),
-    "targets": jnp.array([[3, 9, 2, 1], [3, 2, 1, 0]], jnp.int32),
-    "weights": jnp.array([[1, 1, 1, 1], [1, 1, 1, 0]], jnp.float32),
-  }
-  return cfg, model_lib.Seq2Seq(cfg), batch
-
-
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_rdrop_loss_is_cross_entropy_plus_the_passes_disagreement(dropout):
-  cfg, m, batch = _model_and_batch(dropout)
+  cfg, m, batch = distill_test.tiny_model_and_batch(dropout)
   params = models.init_params(cfg, jax.random.key(0))
   rdrop = consistency.make_rdrop_loss_fn(m, 0.1, alpha=2.0)
   plain = train_step.make_loss_fn(m, 0.1)

@@ -35,7 +35,8 @@ def test_kl_matches_hand_computation_and_respects_weights():
   assert float(distill.kd_loss_sums(s, t, jnp.zeros((1, 1)), temp)) == 0.0
 
 
-def test_gradients_reach_only_the_student():
+def tiny_model_and_batch(dropout=0.0):
+  """(config, model, batch [2 rows, T 5, U 4]) of a few hundred params."""
   cfg = model_lib.ModelConfig(
     vocab_size=9,
     projection_size=16,
@@ -47,18 +48,22 @@ def test_gradients_reach_only_the_student():
     ffn=8,
     max_source_len=5,
     max_target_len=4,
-    dropout=0.0,
+    dropout=dropout,
     zoneout=0.0,
   )
-  m = model_lib.Seq2Seq(cfg)
-  ps = models.init_params(cfg, jax.random.key(0))
-  pt = models.init_params(cfg, jax.random.key(1))
   batch = {
     "fingerprints": jnp.arange(10, dtype=jnp.uint32).reshape(2, 5),
     "lengths": jnp.array([5, 3], jnp.int32),
     "targets": jnp.array([[3, 9, 2, 1], [3, 2, 1, 0]], jnp.int32),
     "weights": jnp.array([[1, 1, 1, 1], [1, 1, 1, 0]], jnp.float32),
   }
+  return cfg, model_lib.Seq2Seq(cfg), batch
+
+
+def test_gradients_reach_only_the_student():
+  cfg, m, batch = tiny_model_and_batch()
+  ps = models.init_params(cfg, jax.random.key(0))
+  pt = models.init_params(cfg, jax.random.key(1))
 
   loss_fn = distill.make_kd_loss_fn(m, m, 0.0, 0.5, 2.0)
   # The loss train_step differentiates, by both parameter sets: the
