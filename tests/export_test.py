@@ -245,22 +245,21 @@ def _runners(p, t=None):
   return enc.runner, step.runner
 
 
+def _jax_signatures(model_cfg, params):
+  """(the signatures' JAX functions, jitted; decode_step's input names).
+  Jitted: op by op, the JAX side of the comparisons took most of a test."""
+  fns = tflite_signatures.signature_fns(model_cfg, params)
+  specs = tflite_signatures.signature_specs(model_cfg)
+  names = [n for n, _, _ in specs["decode_step"]["inputs"]]
+  return {k: jax.jit(f) for k, f in fns.items()}, names
+
+
 def _compare(exported, variant, n_inputs=4, t=None):
   """Max |tflite - JAX| per output over teacher-forced steps of examples
   with random (but real-length) fingerprints, at bucket t (T_max)."""
   model_cfg, params, _, enc, runs = exported
   t = t or model_cfg.max_source_len
-  # Jitted: op by op, the JAX side of these steps took most of the test.
-  fns = {
-    k: jax.jit(f)
-    for k, f in tflite_signatures.signature_fns(model_cfg, params).items()
-  }
-  names = [
-    n
-    for n, _, _ in tflite_signatures.signature_specs(model_cfg)["decode_step"][
-      "inputs"
-    ]
-  ]
+  fns, names = _jax_signatures(model_cfg, params)
   p = tflite_runner.TFLiteParser(runs[variant]["path"])
   encode, decode_step = _runners(p, t)
   rng = np.random.default_rng(1)
@@ -385,17 +384,7 @@ def _own_state_run(exported, variant, n_inputs=16):
   fed its own decoder state and JAX its own: per step, the file's and JAX's
   scores [V + T] (pointers past the length cut)."""
   model_cfg, params, ontology, _, runs = exported
-  # Jitted: op by op, the JAX side of these steps took most of the test.
-  fns = {
-    k: jax.jit(f)
-    for k, f in tflite_signatures.signature_fns(model_cfg, params).items()
-  }
-  names = [
-    n
-    for n, _, _ in tflite_signatures.signature_specs(model_cfg)["decode_step"][
-      "inputs"
-    ]
-  ]
+  fns, names = _jax_signatures(model_cfg, params)
   p = tflite_runner.TFLiteParser(runs[variant]["path"])
   encode, decode_step = _runners(p)
   examples = input_pipeline.load_split(tiny.get_config().data, "test")
