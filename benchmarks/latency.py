@@ -6,28 +6,31 @@
     --out benchmarks/results/latency_mtop_en.json
 
 Exports the workdir's best checkpoint as float and dynamic-range .tflite
-files with every signature, int8 likewise (its loops calibrated in
-pieces, loop_calibration.py) and the default dynamic file (one-call
-`parse_<t>` and `beam4_<t>`: what an app ships), and the LSTM workdir's
-as int8, or takes --tflite files as they are, and parses each
-utterance of --file (default MTOP en test, or $MTOP_DIR) through
-pqrnn_jax/tflite_runner.py with 1 interpreter thread, one utterance at a
-time: rows "<file>" run the host loop over `decode_step`, rows
-"<file>_parse" one `parse_<t>` call per utterance, rows
-"<file>_beam<K>_parse" one `beam<K>_<t>` call (files exported with
---beam_step K; K in --beams). Per row: whole-parse
-median and p90, file size, op count per signature; host-loop rows add
-`encode` and `decode_step` time, steps per parse and host time per step
-(the Python and numpy of the loop: masks, copies, argmax); parse rows add
-their agreement with the host loop of the same variant (equal action
-sequences). All rows run in one process, one after another on the same
-utterances, so their ratios are what to compare on a noisy machine;
---interleave also times one greedy parse per file (`parse_<t>`, or the
-host loop where a file has none), the files taking turns on each
-utterance: the fairer comparison when the machine drifts. Prints a table
-and writes JSON.
+files with every signature, int8 likewise (its loops calibrated in pieces,
+loop_calibration.py) and the default dynamic file (one-call `parse_<t>`
+and `beam4_<t>`: what an app ships), and the LSTM workdir's as int8, or
+takes --tflite files as they are, and parses each utterance of --file
+(default MTOP en test, or $MTOP_DIR) through pqrnn_jax/tflite_runner.py
+with 1 interpreter thread, one utterance at a time: rows "<file>" run the
+host loop over `decode_step`, rows "<file>_parse" one `parse_<t>` call per
+utterance, rows "<file>_beam<K>_parse" one `beam<K>_<t>` call (files
+exported with --beam_step K; K in --beams). Per row: whole-parse median
+and p90, file size, op count per signature; host-loop rows add `encode`
+and `decode_step` time, steps per parse and host time per step (the Python
+and numpy of the loop: masks, copies, argmax); parse rows add the
+interpreter call alone (`call_*`: what an app spends beside its own
+fingerprinting) and the Python fingerprints, and their agreement with the
+host loop of the same variant (equal action sequences). Python's garbage
+collector is off while timing, as in `timeit`. All rows run in one
+process, one after another on the same utterances, so their ratios are
+what to compare on a noisy machine; --interleave also times one greedy
+parse per file (`parse_<t>`, or the host loop where a file has none), the
+files taking turns on each utterance: the fairer comparison when the
+machine drifts. Prints a table and writes JSON.
 """
 
+import contextlib
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -109,6 +112,20 @@ def _timed(sig, spent: list) -> None:
   sig.invoke = timed
 
 
+@contextlib.contextmanager
+def quiet_gc():
+  """Python's garbage collector off while timing, as `timeit` does: its
+  pauses are the benchmark's own allocations, not the model's cost."""
+  enabled = gc.isenabled()
+  gc.collect()
+  gc.disable()
+  try:
+    yield
+  finally:
+    if enabled:
+      gc.enable()
+
+
 def _ms(xs, q=50):
   return float(np.percentile(xs, q) * 1e3) if xs else None
 
@@ -125,21 +142,32 @@ def _warm_parser(path, beam: int = 1):
 
 def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
   """Latency of one `parse_<t>` (beam > 1: `beam<K>_<t>`) call per token
-  list (fingerprints included, as in a host-loop parse), and the share of
-  lists whose actions equal those of `host` (a TFLiteParser's host loop,
-  greedy or beam), when given."""
+  list: the whole parse (Python fingerprints included, as in a host-loop
+  parse), and apart, the interpreter call alone (what an app on device
+  spends beside its own fingerprinting) and the Python fingerprints; and
+  the share of lists whose actions equal those of `host` (a
+  TFLiteParser's host loop, greedy or beam), when given."""
   parser = _warm_parser(path, beam)
-  whole, same = [], []
-  for tokens in token_lists:
-    t0 = time.perf_counter()
-    actions = parser.graph_decode(*parser.fingerprints(tokens), beam)
-    whole.append(time.perf_counter() - t0)
+  calls = []
+  for key, sig in parser._sigs.items():
+    if isinstance(key, tuple):  # (beam, t): the one-call parses.
+      _timed(sig, calls)
+  whole, featurize, got = [], [], []
+  with quiet_gc():
+    for tokens in token_lists:
+      t0 = time.perf_counter()
+      fps = parser.fingerprints(tokens)
+      t1 = time.perf_counter()
+      got.append(parser.graph_decode(*fps, beam))
+      whole.append(time.perf_counter() - t0)
+      featurize.append(t1 - t0)
+  same = []
+  for tokens, actions in zip(token_lists, got, strict=True):
     if host is not None:
-      fps, n = host.fingerprints(tokens)
-      if beam > 1:
-        want = host.beam_decode(fps, n, beam)
-      else:
-        want = host.host_decode(fps, n)
+      fps = host.fingerprints(tokens)
+      want = (
+        host.beam_decode(*fps, beam) if beam > 1 else host.host_decode(*fps)
+      )
       same.append(np.array_equal(actions, want))
   data = Path(path).read_bytes()
   return {
@@ -149,6 +177,9 @@ def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
     "parses": len(whole),
     "parse_median_ms": _ms(whole),
     "parse_p90_ms": _ms(whole, 90),
+    "call_median_ms": _ms(calls),
+    "call_p90_ms": _ms(calls, 90),
+    "featurize_median_ms": _ms(featurize),
     "agree_with_host_loop": float(np.mean(same)) if same else None,
     "ops": signature_ops(data),
   }
@@ -161,12 +192,13 @@ def time_parse_interleaved(paths, token_lists) -> dict:
   one), so that the machine's drift falls alike on all of them."""
   parsers = [_warm_parser(p) for p in paths]
   seconds = [[] for _ in parsers]
-  for i, tokens in enumerate(token_lists):
-    order = list(enumerate(parsers))
-    for j, parser in order[:: -1 if i % 2 else 1]:
-      t0 = time.perf_counter()
-      parser.decode(*parser.fingerprints(tokens))
-      seconds[j].append(time.perf_counter() - t0)
+  with quiet_gc():
+    for i, tokens in enumerate(token_lists):
+      order = list(enumerate(parsers))
+      for j, parser in order[:: -1 if i % 2 else 1]:
+        t0 = time.perf_counter()
+        parser.decode(*parser.fingerprints(tokens))
+        seconds[j].append(time.perf_counter() - t0)
   first = _ms(seconds[0])
   return {
     Path(p).stem: {
@@ -196,17 +228,18 @@ def time_file(path, token_lists, beam: int = 1, batched=True) -> dict:
     enc_s[t].clear()
   step_s.clear()
   whole, steps, host = [], [], []
-  for tokens in token_lists:
-    e0 = sum(sum(v) for v in enc_s.values())
-    s0, n0 = sum(step_s), len(step_s)
-    t0 = time.perf_counter()
-    parser.parse_tokens(tokens, beam=beam)
-    total = time.perf_counter() - t0
-    spent = sum(sum(v) for v in enc_s.values()) - e0 + sum(step_s) - s0
-    n = len(step_s) - n0
-    whole.append(total)
-    steps.append(n)
-    host.append((total - spent) / max(n, 1))
+  with quiet_gc():
+    for tokens in token_lists:
+      e0 = sum(sum(v) for v in enc_s.values())
+      s0, n0 = sum(step_s), len(step_s)
+      t0 = time.perf_counter()
+      parser.parse_tokens(tokens, beam=beam)
+      total = time.perf_counter() - t0
+      spent = sum(sum(v) for v in enc_s.values()) - e0 + sum(step_s) - s0
+      n = len(step_s) - n0
+      whole.append(total)
+      steps.append(n)
+      host.append((total - spent) / max(n, 1))
   ms = _ms
   data = Path(path).read_bytes()
   every = [x for v in enc_s.values() for x in v]
@@ -293,6 +326,8 @@ def _beam_ratios(rows) -> dict:
     greedy = rows.get(base + ("_parse" if rest.endswith("_parse") else ""))
     if greedy:
       ratios[name] = r["parse_median_ms"] / greedy["parse_median_ms"]
+      if r.get("call_median_ms") and greedy.get("call_median_ms"):
+        ratios[name + "_call"] = r["call_median_ms"] / greedy["call_median_ms"]
   return ratios
 
 
@@ -349,7 +384,8 @@ def main(argv):
         f"interleaved {name}: "
         + ", ".join(f"{k} {v:.3f}" for k, v in r.items())
       )
-  cols = ("parse_median_ms", "parse_p90_ms", "encode_median_ms")
+  cols = ("parse_median_ms", "parse_p90_ms", "call_median_ms")
+  cols += ("featurize_median_ms", "encode_median_ms")
   cols += ("step_median_ms", "steps_per_parse", "host_per_step_median_ms")
   cols += ("agree_with_host_loop",)
   print("| file | bytes | " + " | ".join(cols) + " | ops |")
