@@ -320,7 +320,7 @@ def _beam_ratios(rows) -> dict:
   over the host loop (`X_beam<K>` / `X`)."""
   ratios = {}
   for name, r in rows.items():
-    base, beam, rest = name.partition("_beam")
+    base, beam, rest = name.rpartition("_beam")
     if not beam or rest.endswith("per_hypothesis"):
       continue
     greedy = rows.get(base + ("_parse" if rest.endswith("_parse") else ""))

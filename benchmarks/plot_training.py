@@ -39,6 +39,11 @@ flags.DEFINE_multi_string(
   [],
   "NAME=WORKDIR of another run for the exact-match comparison plot.",
 )
+flags.DEFINE_integer(
+  "from_step",
+  0,
+  "The comparison plot starts at this step (late differences are small).",
+)
 
 
 def read_scalars(
@@ -127,12 +132,13 @@ def compare(a, curves, wall):
     1, 2 if timed else 1, figsize=(11 if timed else 6, 4)
   )
   ax = axes[0] if timed else axes
+  late = lambda points: [(s, v) for s, v in points if s >= a.from_step]
   for name, c in runs.items():
-    if "eval/exact_match" in c:
-      steps, values = zip(*c["eval/exact_match"], strict=True)
+    if late(c.get("eval/exact_match", [])):
+      steps, values = zip(*late(c["eval/exact_match"]), strict=True)
       line = ax.plot(steps, values, marker="o", label=name)[0]
-      if RAW in c:  # The EMA run's raw parameters, same colour, dashed.
-        steps, values = zip(*c[RAW], strict=True)
+      if late(c.get(RAW, [])):  # The EMA run's raw parameters, dashed.
+        steps, values = zip(*late(c[RAW]), strict=True)
         ax.plot(
           steps, values, "--", color=line.get_color(), label=f"{name} (raw)"
         )
