@@ -149,9 +149,8 @@ def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
   TFLiteParser's host loop, greedy or beam), when given."""
   parser = _warm_parser(path, beam)
   calls = []
-  for key, sig in parser._sigs.items():
-    if isinstance(key, tuple):  # (beam, t): the one-call parses.
-      _timed(sig, calls)
+  for t in parser.parse_buckets:
+    _timed(parser.parse_signature(t, beam), calls)
   whole, featurize, got = [], [], []
   with quiet_gc():
     for tokens in token_lists:
@@ -162,13 +161,11 @@ def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
       whole.append(time.perf_counter() - t0)
       featurize.append(t1 - t0)
   same = []
-  for tokens, actions in zip(token_lists, got, strict=True):
-    if host is not None:
-      fps = host.fingerprints(tokens)
-      want = (
-        host.beam_decode(*fps, beam) if beam > 1 else host.host_decode(*fps)
-      )
-      same.append(np.array_equal(actions, want))
+  pairs = zip(token_lists, got, strict=True) if host is not None else ()
+  for tokens, actions in pairs:
+    fps = host.fingerprints(tokens)
+    want = host.beam_decode(*fps, beam) if beam > 1 else host.host_decode(*fps)
+    same.append(np.array_equal(actions, want))
   data = Path(path).read_bytes()
   return {
     "path": str(path),

@@ -204,15 +204,18 @@ class TFLiteParser:
     code, ptr = self.constraints.allowed(tree, t, n > 0)
     return self.constraints.rows[code], ptr
 
+  def parse_signature(self, t: int, beam: int = 1) -> Signature:
+    """The one-call parse at bucket t: `parse_<t>`, or `beam<K>_<t>`."""
+    if (beam, t) not in self._sigs:
+      name = parse_name(t) if beam == 1 else beam_parse_name(beam, t)
+      self._sigs[beam, t] = Signature(self.interpreter, name)
+    return self._sigs[beam, t]
+
   def graph_decode(self, fps_1xT, length_1, beam: int = 1):
     """Constrained greedy (or beam, `beam_parse`) action ids from one
     `parse_<t>` (`beam<K>_<t>`) call: the loop runs in the file
     (parse_graph.py), same result form as `decode`."""
-    t = fps_1xT.shape[1]
-    if (beam, t) not in self._sigs:
-      name = parse_name(t) if beam == 1 else beam_parse_name(beam, t)
-      self._sigs[beam, t] = Signature(self.interpreter, name)
-    sig = self._sigs[beam, t]
+    sig = self.parse_signature(fps_1xT.shape[1], beam)
     sig.set("fingerprints", fps_1xT)
     sig.set("length", length_1)
     sig.invoke()
