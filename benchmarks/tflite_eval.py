@@ -6,7 +6,8 @@
 Exports the workdir's best checkpoint as float, dynamic-range and int8
 .tflite files (pqrnn_jax/export.py; each variant's default signatures) and
 an int8 file with `parse_<t>` only (row int8_parse: one call per parse,
-the loop in the file), decodes the split with each through
+the loop in the file; with --int8_beams K its `beam<K>_<t>` too), decodes
+the split with each through
 the numpy + ai_edge_litert driver (pqrnn_jax/tflite_runner.py, constrained
 greedy, 1 thread), and the same split with jitted JAX greedy decoding: the
 float model and the AQT int8 model (same parameters). Reports exact match,
@@ -63,7 +64,11 @@ flags.DEFINE_string("checkpoint", "best", "'best' or 'latest'.")
 flags.DEFINE_string("export_dir", "", "Default: WORKDIR/tflite")
 flags.DEFINE_string("out", "", "Default: in export_dir.")
 flags.DEFINE_list(
-  "int8_beams", ["1"], "Beam sizes the int8 file is decoded with (1 greedy)."
+  "int8_beams",
+  ["1"],
+  "Beam sizes (1 greedy) the int8 file is decoded with by the host beam "
+  "search, and files with a one-call beam<K>_<t> by that call (dynamic; "
+  "int8_parse, then exported with the largest K).",
 )
 flags.DEFINE_list(
   "files", list(FILES), f"Exported files to measure, of {', '.join(FILES)}."
@@ -128,8 +133,10 @@ def jax_latency(model_cfg, params, ontology, examples, form):
   return seconds
 
 
-def _beam_rows(result, loaded, examples, out_dir, beam):
-  """JAX float and the int8 file at beam size `beam`, scored alike."""
+def _beam_rows(result, loaded, examples, exported, beam):
+  """JAX float and the exported files at beam size `beam`, scored alike:
+  the int8 file by the host beam search, a file with `beam<beam>_<t>` by
+  one call per parse (rows tflite_<name>_beam<beam>)."""
   model_cfg, ontology, params, config = loaded
   tokens = [e.tokens for e in examples]
   parser = inference.Parser(
@@ -142,11 +149,15 @@ def _beam_rows(result, loaded, examples, out_dir, beam):
   )
   ref = parser.parse_tokens(tokens, beam_size=beam)
   result[f"jax_float_beam{beam}"] = _score(ref, examples, ref)
-  preds, seconds = run_tflite(out_dir / "model_int8.tflite", examples, 1, beam)
-  result[f"tflite_int8_beam{beam}"] = dict(
-    _score(preds, examples, ref), latency=_latency(seconds)
-  )
-  print(f"tflite_int8_beam{beam}: done", flush=True)
+  for name, path in exported.items():
+    one_call = tflite_runner.TFLiteParser(path).beam_parse == beam
+    if name != "int8" and not one_call:
+      continue
+    preds, seconds = run_tflite(path, examples, 1, beam)
+    result[f"tflite_{name}_beam{beam}"] = dict(
+      _score(preds, examples, ref), latency=_latency(seconds)
+    )
+    print(f"tflite_{name}_beam{beam}: done", flush=True)
 
 
 def main(argv):
@@ -190,9 +201,11 @@ def main(argv):
   unknown = sorted(set(args.files) - set(FILES))
   if unknown:
     raise ValueError(f"--files {unknown}: choose from {', '.join(FILES)}")
+  beams = [int(b) for b in args.int8_beams if int(b) > 1]
+  exported = {}
   for name in args.files:  # int8_parse: the int8 file with parse_<t> only.
     variant, _, which = name.partition("_")
-    path = out_dir / f"model_{name}.tflite"
+    path = exported[name] = out_dir / f"model_{name}.tflite"
     r = export.export(
       model_cfg,
       params,
@@ -202,6 +215,7 @@ def main(argv):
       form=form,
       calibration=samples if variant == "int8" else None,
       signatures=which or None,
+      beam=max(beams) if beams and name == "int8_parse" else None,
     )
     preds, seconds = run_tflite(path, examples)
     result[f"tflite_{name}"] = dict(
@@ -211,9 +225,9 @@ def main(argv):
       ops=r["ops"],
     )
     print(f"tflite_{name}: {r['bytes']:,} bytes", flush=True)
-  for beam in [int(b) for b in args.int8_beams if int(b) > 1]:
+  for beam in beams:
     loaded = (model_cfg, ontology, params, config)
-    _beam_rows(result, loaded, examples, out_dir, beam)
+    _beam_rows(result, loaded, examples, exported, beam)
 
   result["jax_float"]["latency"] = _latency(
     jax_latency(
