@@ -134,11 +134,11 @@ def compare(a, curves, wall):
   ax = axes[0] if timed else axes
   late = lambda points: [(s, v) for s, v in points if s >= a.from_step]
   for name, c in runs.items():
-    if late(c.get("eval/exact_match", [])):
-      steps, values = zip(*late(c["eval/exact_match"]), strict=True)
+    if points := late(c.get("eval/exact_match", [])):
+      steps, values = zip(*points, strict=True)
       line = ax.plot(steps, values, marker="o", label=name)[0]
-      if late(c.get(RAW, [])):  # The EMA run's raw parameters, dashed.
-        steps, values = zip(*late(c[RAW]), strict=True)
+      if raw := late(c.get(RAW, [])):  # The EMA run's raw parameters, dashed.
+        steps, values = zip(*raw, strict=True)
         ax.plot(
           steps, values, "--", color=line.get_color(), label=f"{name} (raw)"
         )

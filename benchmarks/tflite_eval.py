@@ -46,6 +46,7 @@ from pqrnn_jax import (
   input_pipeline,
   models,
   projection,
+  tflite_file,
   tflite_runner,
 )
 from pqrnn_jax import decode as decode_lib
@@ -150,7 +151,7 @@ def _beam_rows(result, loaded, examples, exported, beam):
   ref = parser.parse_tokens(tokens, beam_size=beam)
   result[f"jax_float_beam{beam}"] = _score(ref, examples, ref)
   for name, path in exported.items():
-    one_call = tflite_runner.TFLiteParser(path).beam_parse == beam
+    one_call = tflite_file.read_manifest(path).get("beam_parse") == beam
     if name != "int8" and not one_call:
       continue
     preds, seconds = run_tflite(path, examples, 1, beam)
