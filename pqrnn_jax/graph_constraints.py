@@ -15,14 +15,14 @@ node below. `tables` fills them by running decode.allowed_mask and
 transition on one state per index: the same rules by construction, with
 the body down to 223 ops.
 
-State: `depth` int32 [] and `stack` int32 [max_depth + 3]: decode's stack
+State of K hypotheses (1 in the greedy loop, the beam's K in `beam<K>_<t>`):
+`depth` int32 [K] and `stack` int32 [K, max_depth + 3], decode's stack
 shifted by two cells of NONE, so that for every depth d from 0 the node
-below the top, the top and the free cell above are stack[d : d + 3].
+below the top, the top and the free cell above are stack[k, d : d + 3].
 """
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -96,9 +96,10 @@ def tables(kinds_V, form: str, max_depth: int = MAX_DEPTH) -> Tables:
   )
 
 
-def init(max_depth: int = MAX_DEPTH):
-  """(depth [], stack [max_depth + 3]) before the first action."""
-  return jnp.zeros((), jnp.int32), jnp.full((max_depth + 3,), NONE, jnp.int32)
+def init(rows: int = 1, max_depth: int = MAX_DEPTH):
+  """(depth [rows], stack [rows, max_depth + 3]) before the first action."""
+  depth = jnp.zeros((rows,), jnp.int32)
+  return depth, jnp.full((rows, max_depth + 3), NONE, jnp.int32)
 
 
 def _mask_index(top, depth, step, max_len: int, max_depth: int, has_words):
@@ -107,31 +108,47 @@ def _mask_index(top, depth, step, max_len: int, max_depth: int, has_words):
   return ((top * len(_SLACK) + slack) * 2 + room) * 2 + has_words
 
 
+def _cell(stack_KxS, at_K):
+  """stack[k, at[k]] for each row [K]: a one-hot select and sum, a few
+  elementwise ops where an index would add its clamps and wraps."""
+  pos_S = jnp.arange(stack_KxS.shape[1], dtype=jnp.int32)
+  return jnp.sum(jnp.where(pos_S == at_K[:, None], stack_KxS, 0), axis=1)
+
+
+def _rows(table, i):
+  # mode="clip": one GATHER (indices are in range by construction).
+  return jnp.take(jnp.asarray(table), i, axis=0, mode="clip")
+
+
 def has_words(src_mask_1xT):
   """int32 []: 1 if the source has a real token (`allowed` reads it)."""
   return jnp.any(src_mask_1xT).astype(jnp.int32)
 
 
-def allowed(tab: Tables, depth, stack, step, max_len: int, src_mask_1xT, words):
-  """Allowed actions [1, V + T] bool for the action at index `step`, as
-  decode.allowed_mask gives them for this (open, not closed) tree; words:
-  `has_words(src_mask_1xT)`, computed once per parse."""
-  top = stack[depth + 1]
+def allowed(tab: Tables, depth, stack, step, max_len: int, src_mask, words):
+  """Allowed actions [K, V + T] bool of K hypotheses (depth [K], stack
+  [K, S]) for the action at index `step`, as decode.allowed_mask gives them
+  for open, not closed trees; src_mask [1 or K, T]; words:
+  `has_words(src_mask)`, computed once per parse."""
+  top = _cell(stack, depth + 1)
   i = _mask_index(top, depth, step, max_len, tab.max_depth, words)
-  sym_1xV = jnp.asarray(tab.symbols)[i][None]
-  ptr_1xT = jnp.asarray(tab.pointers)[i] & src_mask_1xT
-  return jnp.concatenate([sym_1xV, ptr_1xT], axis=1)
+  ptr_KxT = _rows(tab.pointers, i)[:, None] & src_mask
+  return jnp.concatenate([_rows(tab.symbols, i), ptr_KxT], axis=1)
 
 
 def transition(tab: Tables, depth, stack, action):
-  """(depth, stack) after `action` (scalar int32), as decode.transition."""
+  """(depth, stack) of K hypotheses after their actions [K] int32, as
+  decode.transition."""
   v = tab.kinds.shape[0] - 1
-  kind = jnp.asarray(tab.kinds)[jnp.minimum(action, v)]
-  j = (kind * _NODES + stack[depth + 1]) * _NODES + stack[depth]
-  stack = jax.lax.dynamic_update_slice(
-    stack, jnp.asarray(tab.window)[j], (depth,)
-  )
-  return depth + jnp.asarray(tab.depth_change)[j], stack
+  kind = _rows(tab.kinds, jnp.minimum(action, v))
+  below, top = _cell(stack, depth), _cell(stack, depth + 1)
+  j = (kind * _NODES + top) * _NODES + below
+  window_Kx3 = _rows(tab.window, j)
+  # The three cells stack[depth : depth + 3] take the window's values.
+  rel = jnp.arange(stack.shape[1], dtype=jnp.int32) - depth[:, None]
+  for c in range(3):
+    stack = jnp.where(rel == c, window_Kx3[:, c : c + 1], stack)
+  return depth + _rows(tab.depth_change, j), stack
 
 
 def closed(depth, step):

@@ -24,7 +24,6 @@ as at 12, docs/RESULTS.md).
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from pqrnn_jax import decode as decode_lib
 from pqrnn_jax import graph_constraints
@@ -84,7 +83,7 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
     # allowed, is written after the loop without running the decoder.
     def running(carry):
       t, _, _, (depth, _), _ = carry
-      return (t < u) & ~graph_constraints.closed(depth, t)
+      return (t < u) & ~graph_constraints.closed(depth[0], t)
 
     def step(carry):
       t, prev, state, (depth, stack), actions = carry
@@ -98,7 +97,7 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
         )
         act = jnp.argmax(jnp.where(ok, scores, -jnp.inf), axis=-1)
       act = act.astype(jnp.int32)
-      tree = graph_constraints.transition(tab, depth, stack, act[0])
+      tree = graph_constraints.transition(tab, depth, stack, act)
       actions = jax.lax.dynamic_update_slice(actions, act[None], (0, t))
       return t + 1, act, {n: out[n] for n in state_shapes}, tree, actions
 
@@ -110,7 +109,7 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
       jnp.full((1, u), PAD_ID, jnp.int32),
     )
     t, _, _, (depth, _), actions = jax.lax.while_loop(running, step, init)
-    done = graph_constraints.closed(depth, t)
+    done = graph_constraints.closed(depth[0], t)
     eos = (jnp.arange(u)[None] == t) & done
     actions = jnp.where(eos, EOS_ID, actions).astype(jnp.int32)
     return {"actions": actions, "num_actions": (t + done.astype(t.dtype))[None]}
@@ -121,14 +120,21 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
 def _top_k(x_N, k: int):
   """(values, indices) of the k largest of x_N, ties to the lower index,
   as lax.top_k; by k argmaxes, since the converter cannot read lax.top_k's
-  StableHLO composite (a float graph fails to convert)."""
+  StableHLO composite (a float graph fails to convert). Each value is the
+  max (one op) rather than x_N[i] (an index's clamps and wraps: seven)."""
   values, indices = [], []
-  for _ in range(k):
+  for j in range(k):
     i = jnp.argmax(x_N).astype(jnp.int32)
-    values.append(x_N[i])
+    values.append(jnp.max(x_N))
     indices.append(i)
-    x_N = jnp.where(jnp.arange(x_N.shape[0]) == i, -jnp.inf, x_N)
+    if j < k - 1:
+      x_N = jnp.where(jnp.arange(x_N.shape[0]) == i, -jnp.inf, x_N)
   return jnp.stack(values), jnp.stack(indices)
+
+
+def _take(x, rows):
+  """x[rows] along axis 0; rows are in range (one GATHER, no wraps)."""
+  return jnp.take(x, rows, axis=0, mode="clip")
 
 
 def _beam_init(k: int, u: int, state_widths: dict):
@@ -141,7 +147,7 @@ def _beam_init(k: int, u: int, state_widths: dict):
     jnp.full((k,), EOS_ID, jnp.int32),  # BOS is the EOS id.
     jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf),
     no_actions,
-    decode_lib.init_state(k, jnp),
+    graph_constraints.init(k),
     jnp.full((1,), -jnp.inf),
     no_actions[:1],
     {n: jnp.zeros((k, w), jnp.float32) for n, w in state_widths.items()},
@@ -158,7 +164,17 @@ def _join_finished(fin_1, fin_1xU, live_KxU, total_KxA, t, alpha):
   pen = decode_lib.gnmt_penalty(t + 1.0, alpha)
   pool = jnp.concatenate([fin_1, total_KxA[:, EOS_ID] / pen])
   fin_1, pick = _top_k(pool, 1)
-  return fin_1, jnp.concatenate([fin_1xU, ended_KxU])[pick]
+  return fin_1, _take(jnp.concatenate([fin_1xU, ended_KxU]), pick)
+
+
+def _beam_allowed(tab, tree, t, u: int, mask_KxT, words):
+  """[K, V + T] allowed actions of the beam's hypotheses: the greedy loop's
+  table rows, and EOS alone where the root has closed (decode.allowed_mask;
+  a live hypothesis has no EOS: it moves to the finished one)."""
+  depth, stack = tree
+  ok = graph_constraints.allowed(tab, depth, stack, t, u, mask_KxT, words)
+  eos_A = jnp.arange(ok.shape[1]) == EOS_ID
+  return jnp.where(graph_constraints.closed(depth, t)[:, None], eos_A, ok)
 
 
 def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
@@ -170,12 +186,14 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
   `TFLiteParser.beam_decode`), which gives the full scan's result."""
   fns, step_fn, state_shapes = _step_io(model_cfg, params, "beam_step")
   u, vocab = model_cfg.max_target_len, len(kinds_V)
-  kinds = np.asarray(kinds_V, np.int32)
+  tab = graph_constraints.tables(kinds_V, form)
   pen = decode_lib.gnmt_penalty
 
   def beam(fingerprints, length):
     enc = fns["encode"](fingerprints, length)
-    mask_KxT = jnp.repeat(source_mask(length, fingerprints.shape[1]), k, 0)
+    mask_1xT = source_mask(length, fingerprints.shape[1])
+    mask_KxT = jnp.repeat(mask_1xT, k, 0)
+    words = graph_constraints.has_words(mask_1xT)
     no_pad_KxV = jnp.broadcast_to(jnp.arange(vocab) != PAD_ID, (k, vocab))
 
     def running(c):
@@ -186,7 +204,7 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
     def step(c):
       t, prev, logp, live, tree, fin, fin_acts, st = c
       out = step_fn(enc, prev, t, length, st)
-      ok = decode_lib.allowed_mask(tree, kinds, mask_KxT, t, u, form, jnp)
+      ok = _beam_allowed(tab, tree, t, u, mask_KxT, words)
       with jax.named_scope(FLOAT_SCOPE):  # Scores summed over steps, -inf.
         scores = jnp.concatenate(
           [out["symbol_scores"], out["pointer_scores"]], axis=-1
@@ -200,11 +218,14 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
         grow = jnp.where(is_eos, -jnp.inf, total).reshape(-1)
         logp, idx = _top_k(grow, k)
         fin, fin_acts = _join_finished(fin, fin_acts, live, total, t, alpha)
-      rows, act = idx // a, (idx % a).astype(jnp.int32)
-      live = jax.lax.dynamic_update_slice(live[rows], act[:, None], (0, t))
-      tree = jax.tree.map(lambda x: x[rows], tree)
-      tree = decode_lib.transition(tree, act, kinds, vocab, jnp)
-      st = {n: out[n][rows] for n in state_shapes}
+      # idx >= 0: truncating division, without floor division's sign fixes.
+      rows = jax.lax.div(idx, jnp.int32(a))
+      act = idx - rows * a
+      live = _take(live, rows)
+      live = jax.lax.dynamic_update_slice(live, act[:, None], (0, t))
+      tree = jax.tree.map(lambda x: _take(x, rows), tree)
+      tree = graph_constraints.transition(tab, *tree, act)
+      st = {n: _take(out[n], rows) for n in state_shapes}
       return t + 1, act, logp, live, tree, fin, fin_acts, st
 
     init = _beam_init(k, u, {n: sh[-1] for n, sh in state_shapes.items()})
