@@ -1,19 +1,21 @@
-"""The tree constraints of one greedy hypothesis inside `parse_<t>`'s loop,
-as lookups in small tables made from decode.py's own rules.
+"""The tree constraints of the hypotheses inside `parse_<t>`'s and
+`beam<K>_<t>`'s loops, as lookups in small tables made from decode.py's
+own rules.
 
 decode.allowed_mask and transition, written for any batch over a
-TreeState, become about 100 of the loop body's 273 TFLite ops (11.5 us a
-step, measured, beside about 45 us for the decoder step). Inside the
-one-call greedy loop the hypothesis never has a closed root (the loop
-exits there) nor EOS, and what the rules read is the top node's state, the
-state of the node below it, whether the stack has room, whether the source
-has words, and the length budget left after the depth (only whether it is
+TreeState, become about 100 of a greedy loop body's 273 TFLite ops (11.5 us
+a step, measured, beside about 45 us for the decoder step). Inside the
+one-call loops a live hypothesis never has EOS (the greedy loop exits when
+its root closes; a beam hypothesis that takes EOS leaves the beam), and
+what the rules read of an open tree is the top node's state, the state of
+the node below it, whether the stack has room, whether the source has
+words, and the length budget left after the depth (only whether it is
 below 0, 1, 2, 3 matters). So the mask is one row of a table indexed by
 those, and the transition one write of the three cells (below, top,
 above) plus a depth change, indexed by the action's kind, the top and the
 node below. `tables` fills them by running decode.allowed_mask and
-transition on one state per index: the same rules by construction, with
-the body down to 223 ops.
+transition on one state per index: the same rules by construction. A
+closed root (EOS alone allowed) is the beam's to mask (parse_graph.py).
 
 State of K hypotheses (1 in the greedy loop, the beam's K in `beam<K>_<t>`):
 `depth` int32 [K] and `stack` int32 [K, max_depth + 3], decode's stack

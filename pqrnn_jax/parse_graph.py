@@ -95,7 +95,7 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
         scores = jnp.concatenate(
           [out["symbol_scores"], out["pointer_scores"]], axis=-1
         )
-        act = jnp.argmax(jnp.where(ok, scores, -jnp.inf), axis=-1)
+        act = jnp.argmax(_masked(ok, scores), axis=-1)
       act = act.astype(jnp.int32)
       tree = graph_constraints.transition(tab, depth, stack, act)
       actions = jax.lax.dynamic_update_slice(actions, act[None], (0, t))
@@ -117,6 +117,24 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
   return parse
 
 
+def _masked(keep, x):
+  """x where `keep` (broadcast to x), -inf elsewhere. In FLOAT_SCOPE, int8
+  files must see these ops under the scope's name: jnp.where and
+  jax.nn.log_softmax trace through inner jits and custom rules whose ops
+  lose the name, and get quantized (the loops' argmax then compared int8
+  scores, which near-ties flip); lax's own ops keep it."""
+  keep = jnp.broadcast_to(keep, x.shape)
+  return jax.lax.select(keep, x, jnp.full(x.shape, -jnp.inf, x.dtype))
+
+
+def _log_softmax(x_KxA):
+  """log_softmax over the last axis in lax ops (see `_masked`); each row
+  has a finite entry."""
+  shifted = x_KxA - jax.lax.reduce_max(x_KxA, (1,))[:, None]
+  norm = jnp.log(jax.lax.reduce_sum(jnp.exp(shifted), (1,)))
+  return shifted - norm[:, None]
+
+
 def _top_k(x_N, k: int):
   """(values, indices) of the k largest of x_N, ties to the lower index,
   as lax.top_k; by k argmaxes, since the converter cannot read lax.top_k's
@@ -125,16 +143,28 @@ def _top_k(x_N, k: int):
   values, indices = [], []
   for j in range(k):
     i = jnp.argmax(x_N).astype(jnp.int32)
-    values.append(jnp.max(x_N))
+    values.append(jax.lax.reduce_max(x_N, (0,)))
     indices.append(i)
     if j < k - 1:
-      x_N = jnp.where(jnp.arange(x_N.shape[0]) == i, -jnp.inf, x_N)
+      x_N = _masked(jnp.arange(x_N.shape[0]) != i, x_N)
   return jnp.stack(values), jnp.stack(indices)
 
 
 def _take(x, rows):
-  """x[rows] along axis 0; rows are in range (one GATHER, no wraps)."""
-  return jnp.take(x, rows, axis=0, mode="clip")
+  """x[rows] along axis 0 by one lax.gather: rows are in range (no index
+  wraps), and the op keeps its name scope (jnp.take's does not)."""
+  dims = jax.lax.GatherDimensionNumbers(
+    offset_dims=tuple(range(1, x.ndim)),
+    collapsed_slice_dims=(0,),
+    start_index_map=(0,),
+  )
+  return jax.lax.gather(
+    x,
+    rows[:, None],
+    dims,
+    (1, *x.shape[1:]),
+    mode=jax.lax.GatherScatterMode.CLIP,
+  )
 
 
 def _beam_init(k: int, u: int, state_widths: dict):
@@ -211,11 +241,10 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
         )
         # Normalized over every action but PAD and pointers past the source.
         norm = jnp.concatenate([no_pad_KxV, mask_KxT], axis=1)
-        step_KxA = jax.nn.log_softmax(jnp.where(norm, scores, -jnp.inf), -1)
-        total = logp[:, None] + jnp.where(ok, step_KxA, -jnp.inf)
+        step_KxA = _log_softmax(_masked(norm, scores))
+        total = logp[:, None] + _masked(ok, step_KxA)
         a = total.shape[-1]
-        is_eos = jnp.arange(a) == EOS_ID
-        grow = jnp.where(is_eos, -jnp.inf, total).reshape(-1)
+        grow = _masked(jnp.arange(a) != EOS_ID, total).reshape(-1)
         logp, idx = _top_k(grow, k)
         fin, fin_acts = _join_finished(fin, fin_acts, live, total, t, alpha)
       # idx >= 0: truncating division, without floor division's sign fixes.
@@ -225,7 +254,8 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
       live = jax.lax.dynamic_update_slice(live, act[:, None], (0, t))
       tree = jax.tree.map(lambda x: _take(x, rows), tree)
       tree = graph_constraints.transition(tab, *tree, act)
-      st = {n: _take(out[n], rows) for n in state_shapes}
+      with jax.named_scope(FLOAT_SCOPE):  # The running sums (decoder.py).
+        st = {n: _take(out[n], rows) for n in state_shapes}
       return t + 1, act, logp, live, tree, fin, fin_acts, st
 
     init = _beam_init(k, u, {n: sh[-1] for n, sh in state_shapes.items()})
