@@ -24,9 +24,10 @@ host loop of the same variant (equal action sequences). Python's garbage
 collector is off while timing, as in `timeit`. All rows run in one
 process, one after another on the same utterances, so their ratios are
 what to compare on a noisy machine; --interleave also times one greedy
-parse per file (`parse_<t>`, or the host loop where a file has none), the
-files taking turns on each utterance: the fairer comparison when the
-machine drifts. Prints a table and writes JSON.
+parse per file (`parse_<t>`, or the host loop where a file has none) and
+one call of each `beam<K>_<t>` of --beams a file has, all taking turns on
+each utterance: the fairer comparison when the machine drifts (and the
+beams' ratios to greedy). Prints a table and writes JSON.
 """
 
 import contextlib
@@ -63,8 +64,8 @@ flags.DEFINE_bool(
   "interleave",
   False,
   "Also time one greedy parse per file (`parse_<t>`, else the host loop) "
-  "taking turns on each utterance (JSON `interleaved`): the fair "
-  "comparison on a drifting machine.",
+  "and its one-call beams of --beams, taking turns on each utterance "
+  "(JSON `interleaved`): the fair comparison on a drifting machine.",
 )
 flags.DEFINE_list(
   "beams",
@@ -182,29 +183,44 @@ def time_parse_calls(path, token_lists, host=None, beam: int = 1) -> dict:
   }
 
 
-def time_parse_interleaved(paths, token_lists) -> dict:
-  """Median and p90 of one greedy parse per token list on each file (one
-  `parse_<t>` call, or the host loop in a file without one), the files
-  taking turns on every utterance (the order reversed on every other
-  one), so that the machine's drift falls alike on all of them."""
-  parsers = [_warm_parser(p) for p in paths]
-  seconds = [[] for _ in parsers]
+def time_parse_interleaved(paths, token_lists, beams=(1,)) -> dict:
+  """Median and p90 of one parse per token list on each file (greedy: one
+  `parse_<t>` call, or the host loop in a file without one; and for each
+  beam K > 1 in `beams`, one `beam<K>_<t>` call where the file has it),
+  the files and beams taking turns on every utterance (the order reversed
+  on every other one), so that the machine's drift falls alike on all of
+  them; a beam's row also gives its median over its file's greedy one."""
+  runs = [(p, 1) for p in paths]
+  runs += [
+    (p, b)
+    for b in beams
+    if b > 1
+    for p in paths
+    if tflite_file.read_manifest(p).get("beam_parse") == b
+  ]
+  parsers = [_warm_parser(p, b) for p, b in runs]
+  seconds = [[] for _ in runs]
   with quiet_gc():
     for i, tokens in enumerate(token_lists):
-      order = list(enumerate(parsers))
-      for j, parser in order[:: -1 if i % 2 else 1]:
+      order = list(enumerate(zip(parsers, runs, strict=True)))
+      for j, (parser, (_, beam)) in order[:: -1 if i % 2 else 1]:
         t0 = time.perf_counter()
-        parser.decode(*parser.fingerprints(tokens))
+        fps = parser.fingerprints(tokens)
+        if beam > 1:
+          parser.graph_decode(*fps, beam)
+        else:
+          parser.decode(*fps)
         seconds[j].append(time.perf_counter() - t0)
   first = _ms(seconds[0])
-  return {
-    Path(p).stem: {
-      "parse_median_ms": _ms(s),
-      "parse_p90_ms": _ms(s, 90),
-      "median_over_first": _ms(s) / first,
-    }
-    for p, s in zip(paths, seconds, strict=True)
-  }
+  out = {}
+  for (p, beam), s in zip(runs, seconds, strict=True):
+    row = {"parse_median_ms": _ms(s), "parse_p90_ms": _ms(s, 90)}
+    row["median_over_first"] = row["parse_median_ms"] / first
+    if beam > 1:
+      greedy = out[Path(p).stem]["parse_median_ms"]
+      row["median_over_greedy"] = row["parse_median_ms"] / greedy
+    out[Path(p).stem + (f"_beam{beam}" if beam > 1 else "")] = row
+  return out
 
 
 def time_file(path, token_lists, beam: int = 1, batched=True) -> dict:
@@ -364,7 +380,8 @@ def main(argv):
           files["pqrnn_int8"], tokens, beam, batched=False
         )
     if FLAGS.interleave:
-      turns = time_parse_interleaved(list(files.values()), tokens)
+      beams = [int(b) for b in FLAGS.beams]
+      turns = time_parse_interleaved(list(files.values()), tokens, beams)
   result = {
     "file": str(path),
     "machine": cli.machine(),

@@ -95,8 +95,7 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
         scores = jnp.concatenate(
           [out["symbol_scores"], out["pointer_scores"]], axis=-1
         )
-        act = jnp.argmax(_masked(ok, scores), axis=-1)
-      act = act.astype(jnp.int32)
+        act = jax.lax.argmax(_masked(ok, scores), 1, jnp.int32)
       tree = graph_constraints.transition(tab, depth, stack, act)
       actions = jax.lax.dynamic_update_slice(actions, act[None], (0, t))
       return t + 1, act, {n: out[n] for n in state_shapes}, tree, actions
@@ -119,10 +118,10 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
 
 def _masked(keep, x):
   """x where `keep` (broadcast to x), -inf elsewhere. In FLOAT_SCOPE, int8
-  files must see these ops under the scope's name: jnp.where and
-  jax.nn.log_softmax trace through inner jits and custom rules whose ops
-  lose the name, and get quantized (the loops' argmax then compared int8
-  scores, which near-ties flip); lax's own ops keep it."""
+  files must see these ops under the scope's name: jnp.where, jnp.argmax
+  and jax.nn.log_softmax trace through inner jits and custom rules whose
+  ops lose the name, and get quantized (the greedy argmax then compared
+  int8 scores, which near-ties flip); lax's own ops keep it."""
   keep = jnp.broadcast_to(keep, x.shape)
   return jax.lax.select(keep, x, jnp.full(x.shape, -jnp.inf, x.dtype))
 
@@ -142,7 +141,7 @@ def _top_k(x_N, k: int):
   max (one op) rather than x_N[i] (an index's clamps and wraps: seven)."""
   values, indices = [], []
   for j in range(k):
-    i = jnp.argmax(x_N).astype(jnp.int32)
+    i = jax.lax.argmax(x_N, 0, jnp.int32)
     values.append(jax.lax.reduce_max(x_N, (0,)))
     indices.append(i)
     if j < k - 1:

@@ -22,8 +22,8 @@ def convert_saved_model(
   buckets' subgraphs are stored once (the converter deduplicates buffers).
   int8: what convert() does (calibrate, MLIR quantizer, dedup) with the
   denylists of its quantization debugger: the decoder state (`state`,
-  output names) and the ops under decoder.FLOAT_SCOPE stay float, as do
-  `float_ops` (TFLite op names); both comma-separated."""
+  output names), the ops under decoder.FLOAT_SCOPE and every ARG_MAX stay
+  float, as do `float_ops` (TFLite op names); both comma-separated."""
   import tensorflow as tf
 
   conv = tf.lite.TFLiteConverter.from_saved_model(
@@ -41,9 +41,11 @@ def convert_saved_model(
   with _loop_calibration(samples):
     calibrated = conv.convert()
   nodes = tensors_named(calibrated, FLOAT_SCOPE, state.split(","))
+  # The loops' argmaxes compare scores in float, as the host loop does; an
+  # argmax lowers to a reduce whose op keeps no name scope to list.
   model = convert.mlir_quantize(
     calibrated,
-    denylisted_ops=[x for x in float_ops.split(",") if x],
+    denylisted_ops=["ARG_MAX"] + [x for x in float_ops.split(",") if x],
     denylisted_nodes=nodes,
   )
   Path(out_path).write_bytes(convert.deduplicate_readonly_buffers(model))

@@ -119,20 +119,25 @@ def test_default_dynamic_file_parses_and_beams_in_one_call(files, tmp_path):
   assert set(g.manifest["signatures"]) == {"parse_12", "parse_24"}
 
 
-def _fc_weight_types(path) -> set[str]:
-  """Types of every FULLY_CONNECTED weight, in all subgraphs."""
+def _input_types(path, op: str, i: int = 0) -> set[str]:
+  """Types of input i of every `op` (a TFLite op name), in all subgraphs."""
   from ai_edge_litert import schema_py_generated as schema
   from ai_edge_litert.tools import flatbuffer_utils
 
   m = flatbuffer_utils.read_model(str(path))
   names = {v: k for k, v in vars(schema.TensorType).items() if k.isupper()}
-  fc = schema.BuiltinOperator.FULLY_CONNECTED
+  code = getattr(schema.BuiltinOperator, op)
   return {
-    names[g.tensors[op.inputs[1]].type]
+    names[g.tensors[o.inputs[i]].type]
     for g in m.subgraphs
-    for op in g.operators
-    if m.operatorCodes[op.opcodeIndex].builtinCode == fc
+    for o in g.operators
+    if m.operatorCodes[o.opcodeIndex].builtinCode == code
   }
+
+
+def _fc_weight_types(path) -> set[str]:
+  """Types of every FULLY_CONNECTED weight, in all subgraphs."""
+  return _input_types(path, "FULLY_CONNECTED", 1)
 
 
 def _lookup_tables(path) -> dict:
@@ -210,6 +215,10 @@ def test_int8_parse_agrees_with_its_host_loop(files, tmp_path):
     signatures="all",
     beam=4,
   )
+  # What the host loop does in float stays float in the loops: the greedy
+  # and top-k argmaxes, the beam's log-softmax (decoder.FLOAT_SCOPE).
+  for op in ("ARG_MAX", "EXP", "LOG"):
+    assert _input_types(b["path"], op) == {"FLOAT32"}, op
   graph = tflite_runner.TFLiteParser(b["path"])
   host = tflite_runner.TFLiteParser(b["path"], host_loop=True)
   same = [
