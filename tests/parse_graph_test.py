@@ -14,9 +14,11 @@ from pqrnn_jax import (
 )
 from tests.export_test import export_each, tiny_trained
 
-# int8 parse_<t> against the host loop on the same file, tiny model: 0.80
-# measured (its scores are flat; a loop calibrated wrongly agrees on ~0).
-AGREE_INT8 = 0.7
+# int8 parse_<t> and beam4_<t> against the host loop on the same file,
+# tiny model: 0.75 and 0.76 measured (its scores are flat, and the loops'
+# ranges are calibrated apart from the step's; a loop calibrated wrongly
+# agrees on ~0).
+AGREE_INT8 = 0.65
 
 
 @pytest.fixture(scope="module")
