@@ -196,12 +196,12 @@ def _join_finished(fin_1, fin_1xU, live_KxU, total_KxA, t, alpha):
   return fin_1, _take(jnp.concatenate([fin_1xU, ended_KxU]), pick)
 
 
-def _beam_allowed(tab, tree, t, u: int, mask_KxT, words):
+def _beam_allowed(tab, tree, t, u: int, mask_1xT, words):
   """[K, V + T] allowed actions of the beam's hypotheses: the greedy loop's
   table rows, and EOS alone where the root has closed (decode.allowed_mask;
   a live hypothesis has no EOS: it moves to the finished one)."""
   depth, stack = tree
-  ok = graph_constraints.allowed(tab, depth, stack, t, u, mask_KxT, words)
+  ok = graph_constraints.allowed(tab, depth, stack, t, u, mask_1xT, words)
   eos_A = jnp.arange(ok.shape[1]) == EOS_ID
   return jnp.where(graph_constraints.closed(depth, t)[:, None], eos_A, ok)
 
@@ -221,9 +221,11 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
   def beam(fingerprints, length):
     enc = fns["encode"](fingerprints, length)
     mask_1xT = source_mask(length, fingerprints.shape[1])
-    mask_KxT = jnp.repeat(mask_1xT, k, 0)
     words = graph_constraints.has_words(mask_1xT)
-    no_pad_KxV = jnp.broadcast_to(jnp.arange(vocab) != PAD_ID, (k, vocab))
+    # Normalized over every action but PAD and pointers past the source:
+    # the same for every step, so built once, outside the loop.
+    no_pad_1xV = (jnp.arange(vocab) != PAD_ID)[None]
+    norm_1xA = jnp.concatenate([no_pad_1xV, mask_1xT], axis=1)
 
     def running(c):
       t, logp, fin = c[0], c[2], c[5]
@@ -233,14 +235,12 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
     def step(c):
       t, prev, logp, live, tree, fin, fin_acts, st = c
       out = step_fn(enc, prev, t, length, st)
-      ok = _beam_allowed(tab, tree, t, u, mask_KxT, words)
+      ok = _beam_allowed(tab, tree, t, u, mask_1xT, words)
       with jax.named_scope(FLOAT_SCOPE):  # Scores summed over steps, -inf.
         scores = jnp.concatenate(
           [out["symbol_scores"], out["pointer_scores"]], axis=-1
         )
-        # Normalized over every action but PAD and pointers past the source.
-        norm = jnp.concatenate([no_pad_KxV, mask_KxT], axis=1)
-        step_KxA = _log_softmax(_masked(norm, scores))
+        step_KxA = _log_softmax(_masked(norm_1xA, scores))
         total = logp[:, None] + _masked(ok, step_KxA)
         a = total.shape[-1]
         grow = _masked(jnp.arange(a) != EOS_ID, total).reshape(-1)
