@@ -1,12 +1,14 @@
 """Representative data for full-int8 conversion: encodes per length
-bucket and teacher-forced decode steps, from training utterances."""
+bucket and the float model's own greedy decode steps, from training
+utterances."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pqrnn_jax import decode, models
 from pqrnn_jax import model as model_lib
-from pqrnn_jax import models
+from pqrnn_jax import targets as targets_lib
 from pqrnn_jax.tflite_signatures import (
   DEFAULT_BUCKETS,
   beam_step_name,
@@ -23,11 +25,16 @@ DEFAULT_UTTERANCES = 1000
 
 
 def calibration_samples(
-  model_cfg, params, enc, n: int, seed=0, buckets=DEFAULT_BUCKETS
+  model_cfg, params, enc, kinds, n: int, seed=0, buckets=DEFAULT_BUCKETS
 ):
   """Representative data [(signature, {input: array})] from encoded
-  training examples: per bucket, n encodes of utterances that fit it; n
-  utterances' every teacher-forced decode step."""
+  training examples: per bucket, n encodes of utterances that fit it
+  (`parse_<t>` loops are calibrated on these too, loop_calibration.py);
+  and every step of the float model's greedy parse of each of them,
+  from its bucket's encoding zero-padded to T_max, as the host loop
+  runs it. The host loop's `decode_step` and the loops then see the same
+  states, hence get the same int8 ranges, and parse alike. kinds: the
+  ontology's `decode.kinds_array` (the tree constraints)."""
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(enc.lengths))
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
@@ -39,7 +46,7 @@ def calibration_samples(
   step = jax.jit(
     lambda named: model.apply(variables, named, method="export_decode_step")
   )
-  samples = []
+  samples, seen = [], set()
   for b in buckets:
     idx = order[enc.lengths[order] <= b][:n]
     # Plus inputs of exactly b tokens (see `_joined`).
@@ -50,18 +57,28 @@ def calibration_samples(
       (encode_name(b), {"fingerprints": f[None], "length": k[None]})
       for f, k in zip(fps, lengths, strict=True)
     ]
-  idx = order[:n]
-  fps, lengths = enc.fingerprints[idx].view(np.int32), enc.lengths[idx]
-  encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
-  samples += _step_samples(
-    model.signatures(),
-    step,
-    encoded,
-    lengths,
-    enc.targets[idx],
-    enc.target_lengths[idx],
-  )
+    # Each utterance's steps once, from its smallest bucket.
+    new = np.ones(len(fps), bool)
+    new[: len(idx)] = ~np.isin(idx, list(seen))
+    seen |= set(idx.tolist())
+    fps, lengths = fps[new], lengths[new]
+    actions, tlens = _greedy(model, params, fps, lengths, kinds)
+    encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
+    samples += _step_samples(
+      model.signatures(), step, encoded, lengths, actions, tlens
+    )
   return samples
+
+
+def _greedy(model, params, fps, lengths, kinds):
+  """The float model's constrained greedy actions [N, U] and the number
+  of decode steps each runs (no step runs for the EOS owed once the
+  root has closed)."""
+  actions = np.asarray(
+    decode.greedy_decode(model, params, fps, lengths, jnp.asarray(kinds))
+  )
+  steps = (actions != targets_lib.PAD_ID) & (actions != targets_lib.EOS_ID)
+  return actions, steps.sum(axis=1)
 
 
 def with_beam_step(samples, beam: int, state: list[str]):
@@ -103,11 +120,18 @@ def _joined(enc, order, t: int, count: int):
 
 
 def _step_samples(specs, step, encoded, lengths, targets, tlens):
-  """Every teacher-forced decode step of a batch, one sample per row."""
+  """Every decode step of a batch fed `targets` (teacher-forced), one
+  sample per row; `encoded` (at a bucket's length) zero-padded to
+  T_max."""
   prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
   shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
+  n = len(lengths)
+  for k, x in encoded.items():
+    padded = np.zeros((n,) + tuple(shapes[k][1:]), np.float32)
+    padded[tuple(slice(0, d) for d in x.shape)] = x
+    encoded[k] = padded
   state = {
-    k: np.zeros((len(lengths),) + tuple(shapes[k][1:]), np.float32)
+    k: np.zeros((n,) + tuple(shapes[k][1:]), np.float32)
     for k in state_names(specs)
   }
   samples = []
@@ -155,4 +179,7 @@ def from_config(
     model_cfg.max_target_len,
     model_cfg.token_features,
   )
-  return calibration_samples(model_cfg, params, enc, n, config.seed, buckets)
+  kinds = decode.kinds_array(ontology)
+  return calibration_samples(
+    model_cfg, params, enc, kinds, n, config.seed, buckets
+  )

@@ -14,6 +14,7 @@ from ai_edge_litert.tools import flatbuffer_utils
 from configs import tiny
 from pqrnn_jax import (
   calibration,
+  decode,
   export,
   inference,
   input_pipeline,
@@ -80,7 +81,9 @@ def export_each(trained, out, variants, **kw) -> dict:
   model_cfg, params, ontology, enc = trained
   samples = None
   if "int8" in variants:
-    samples = calibration.calibration_samples(model_cfg, params, enc, 48)
+    samples = calibration.calibration_samples(
+      model_cfg, params, enc, decode.kinds_array(ontology), 48
+    )
   return {
     v: export.export(
       model_cfg,

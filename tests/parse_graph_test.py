@@ -7,6 +7,7 @@ import pytest
 from configs import tiny
 from pqrnn_jax import (
   calibration,
+  decode,
   export,
   inference,
   input_pipeline,
@@ -14,11 +15,14 @@ from pqrnn_jax import (
 )
 from tests.export_test import export_each, tiny_trained
 
-# int8 parse_<t> and beam4_<t> against the host loop on the same file,
-# tiny model: 0.75 and 0.76 measured (its scores are flat, and the loops'
-# ranges are calibrated apart from the step's; a loop calibrated wrongly
-# agrees on ~0).
-AGREE_INT8 = 0.65
+# int8 parse_<t> against the host loop on the same file, tiny model: 0.96
+# measured (0.75 when decode_step was calibrated on gold steps, not on the
+# states the loop visits; a loop calibrated wrongly agrees on ~0).
+AGREE_INT8 = 0.9
+# beam4_<t> against the host beam: 0.65 measured. Its loop is calibrated on
+# the beam's own hypotheses, the batched step on greedy states (the tiny
+# model's flat scores put many hypotheses off the greedy path).
+AGREE_INT8_BEAM = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +167,13 @@ def _lookup_tables(path) -> dict:
 def test_int8_parse_agrees_with_its_host_loop(files, tmp_path):
   """The int8 loop, calibrated in pieces (loop_calibration.py): int8
   weights in every subgraph, the loop's included, and the host loop's
-  parses up to int8 rounding (the loop's ranges come from t-length states, the
-  host loop's from T_max: near-ties of the tiny model's flat scores can
-  flip)."""
+  parses up to int8 rounding (both are calibrated on the float model's
+  greedy states, the loop's at the bucket's length in TFLite, the step's
+  zero-padded to T_max in JAX: ranges a hair apart, and near-ties of the
+  tiny model's flat scores can flip)."""
   model_cfg, params, ontology, enc, runs, tokens = files
-  samples = calibration.calibration_samples(model_cfg, params, enc, 32)
+  kinds = decode.kinds_array(ontology)
+  samples = calibration.calibration_samples(model_cfg, params, enc, kinds, 32)
   r = export.export(
     model_cfg,
     params,
@@ -227,7 +233,7 @@ def test_int8_parse_agrees_with_its_host_loop(files, tmp_path):
     graph.parse_tokens(t, beam=4) == host.parse_tokens(t, beam=4)
     for t in tokens
   ]
-  assert np.mean(same) >= AGREE_INT8, np.mean(same)
+  assert np.mean(same) >= AGREE_INT8_BEAM, np.mean(same)
 
 
 def test_one_call_beam_equals_jax_beam_search(files, tmp_path):
