@@ -24,6 +24,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
+from pqrnn_jax.decoder import FLOAT_SCOPE
+
 _PREFIX = "calibration_prefix"
 _BODY = "calibration_body"
 _COND = "calibration_cond"
@@ -152,6 +154,22 @@ def _drop_unbounded(graph, limit: float = 1e30) -> None:
       t.quantization = None
 
 
+def _untie_float_concatenations(model, graph) -> None:
+  """Drops the range of each concatenation under decoder.FLOAT_SCOPE (the
+  loops' symbol and pointer scores joined for the masked argmax). It
+  stays float, yet the quantizer still gives its int8 inputs its one
+  range, the pointer scores' wider one: the loop's symbol scores then
+  rounded coarser than the host loop's (2.2x the int8 step on the tiny
+  model), and near-ties between symbols flipped."""
+  scope = f"/{FLOAT_SCOPE}/"
+  for op in graph.operators:
+    if _builtin(model, op) != schema.BuiltinOperator.CONCATENATION:
+      continue
+    out = graph.tensors[op.outputs[0]]
+    if scope in (out.name or b"").decode():
+      out.quantization = None
+
+
 def _table_ranges(model) -> None:
   """Gives every lookup in a constant table (GATHER, GATHER_ND) the
   table's own range. The quantizer scales a table by its lookup's
@@ -208,16 +226,58 @@ def _shared_body_ranges(model, loops) -> None:
         t.quantization.min, t.quantization.max = [lo], [hi]
 
 
+def _step_ranges_from_loop(model, loops, tol: float = 2e-3) -> None:
+  """`decode_step` takes the greedy loop body's range for each tensor
+  whose range it nearly shares (op type alike, both ends within `tol` of
+  the span). Both are calibrated on the same greedy states
+  (calibration.py), the step's in JAX, the loop's in TFLite's float
+  interpreter: float noise leaves their ranges ~1e-4 apart, enough to
+  round a few values to another int8 level and flip a near-tie between
+  the one-call parse and the host loop of one file. The step's other
+  tensors keep their own ranges."""
+  step = [
+    s.subgraphIndex
+    for s in model.signatureDefs
+    if s.signatureKey.decode() == "decode_step"
+  ]
+  bodies = [v["body_graph"] for k, v in loops.items() if k[:6] == "parse_"]
+  if not step or not bodies:
+    return
+
+  def ranged(g):
+    return [
+      (op.opcodeIndex, g.tensors[t])
+      for op in g.operators
+      for t in op.outputs
+      if _has_range(g.tensors[t])
+    ]
+
+  body = ranged(model.subgraphs[bodies[0]])  # One range over the bodies.
+  for code, t in ranged(model.subgraphs[step[0]]):
+    lo, hi = min(t.quantization.min), max(t.quantization.max)
+    near = tol * (hi - lo)
+    for c, b in body:
+      q = b.quantization
+      off = max(abs(min(q.min) - lo), abs(max(q.max) - hi))
+      if c == code and off <= near:
+        t.quantization.min, t.quantization.max = list(q.min), list(q.max)
+        break
+
+
 def without_loop_signatures(calibrated_bytes, loops) -> bytes:
   """Copies the prefix copies' ranges onto their parse subgraphs, sets
-  table lookups' ranges (_table_ranges), then drops the helper signatures
-  and subgraphs."""
+  table lookups' ranges (_table_ranges), one range per loop-body tensor
+  (_shared_body_ranges) and the step's from the loop's
+  (_step_ranges_from_loop), then drops the helper signatures and
+  subgraphs."""
   model = _read(calibrated_bytes)
   _table_ranges(model)
   _shared_body_ranges(model, loops)
+  _step_ranges_from_loop(model, loops)
   helpers = set()
   for loop in loops.values():
     _drop_unbounded(model.subgraphs[loop["body_graph"]])
+    _untie_float_concatenations(model, model.subgraphs[loop["body_graph"]])
     graph = model.subgraphs[loop["graph"]]
     prefix = model.subgraphs[loop["prefix_graph"]]
     for t, p in zip(graph.tensors, prefix.tensors, strict=True):

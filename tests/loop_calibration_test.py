@@ -82,3 +82,18 @@ def test_bodies_of_one_kind_share_the_union_of_their_ranges():
   assert _ranges(m.subgraphs[2]) == [None, None, ([-9.0], [9.0])] + [
     ([-18.0], [18.0])
   ]
+
+
+def test_the_step_takes_the_greedy_loop_range_it_nearly_shares():
+  # Subgraph 0: parse_12's body; 1: decode_step, its GATHER output's range
+  # 1e-4 of the span off the body's, its ADD output's 0.5 off.
+  m = _model([(-1.0, 2.0), (-1.0003, 2.0002)])
+  m.subgraphs[1].tensors[-1].quantization.min = [-2.5]
+  sig = schema.SignatureDefT()
+  sig.signatureKey, sig.subgraphIndex = b"decode_step", 1
+  m.signatureDefs = [sig]
+  loop_calibration._step_ranges_from_loop(m, {"parse_12": {"body_graph": 0}})
+  gathered, added = _ranges(m.subgraphs[1])[-2:]
+  assert gathered == ([-1.0], [2.0])  # The body's, exactly.
+  assert added == ([-2.5], [4.0004])  # Its own.
+  assert _ranges(m.subgraphs[0])[2:] == [([-1.0], [2.0]), ([-2.0], [4.0])]
