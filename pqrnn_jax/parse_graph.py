@@ -92,7 +92,9 @@ def parse_fn(model_cfg, params, kinds_V, form: str):
       # -inf where masked: no int8 range holds it, so int8 files keep the
       # masked argmax in float (loop_calibration.py).
       with jax.named_scope(FLOAT_SCOPE):
-        scores = _joined(out["symbol_scores"], out["pointer_scores"])
+        scores = jnp.concatenate(
+          [out["symbol_scores"], out["pointer_scores"]], axis=-1
+        )
         act = jax.lax.argmax(_masked(ok, scores), 1, jnp.int32)
       tree = graph_constraints.transition(tab, depth, stack, act)
       actions = jax.lax.dynamic_update_slice(actions, act[None], (0, t))
@@ -122,13 +124,6 @@ def _masked(keep, x):
   int8 scores, which near-ties flip); lax's own ops keep it."""
   keep = jnp.broadcast_to(keep, x.shape)
   return jax.lax.select(keep, x, jnp.full(x.shape, -jnp.inf, x.dtype))
-
-
-def _joined(symbols_KxV, pointers_KxT):
-  """Scores [K, V + T] in lax (see `_masked`): a quantized concatenation
-  gives both inputs one int8 scale, the pointer scores' wider one, so the
-  loop's symbol scores would round coarser than the host loop's."""
-  return jax.lax.concatenate([symbols_KxV, pointers_KxT], 1)
 
 
 def _log_softmax(x_KxA):
@@ -242,7 +237,9 @@ def beam_fn(model_cfg, params, kinds_V, form: str, k: int, alpha=0.6):
       out = step_fn(enc, prev, t, length, st)
       ok = _beam_allowed(tab, tree, t, u, mask_1xT, words)
       with jax.named_scope(FLOAT_SCOPE):  # Scores summed over steps, -inf.
-        scores = _joined(out["symbol_scores"], out["pointer_scores"])
+        scores = jnp.concatenate(
+          [out["symbol_scores"], out["pointer_scores"]], axis=-1
+        )
         step_KxA = _log_softmax(_masked(norm_1xA, scores))
         total = logp[:, None] + _masked(ok, step_KxA)
         a = total.shape[-1]
