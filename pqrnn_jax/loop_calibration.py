@@ -234,7 +234,8 @@ def _step_ranges_from_loop(model, loops, tol: float = 2e-3) -> None:
   interpreter: float noise leaves their ranges ~1e-4 apart, enough to
   round a few values to another int8 level and flip a near-tie between
   the one-call parse and the host loop of one file. The step's other
-  tensors keep their own ranges."""
+  tensors keep their own ranges. Graph inputs count (the decoder state,
+  which int8 matmuls read)."""
   step = [
     s.subgraphIndex
     for s in model.signatureDefs
@@ -244,13 +245,10 @@ def _step_ranges_from_loop(model, loops, tol: float = 2e-3) -> None:
   if not step or not bodies:
     return
 
-  def ranged(g):
-    return [
-      (op.opcodeIndex, g.tensors[t])
-      for op in g.operators
-      for t in op.outputs
-      if _has_range(g.tensors[t])
-    ]
+  def ranged(g):  # (op code, tensor); -1 for the graph's inputs.
+    found = [(-1, t) for t in g.inputs]
+    found += [(op.opcodeIndex, t) for op in g.operators for t in op.outputs]
+    return [(c, g.tensors[t]) for c, t in found if _has_range(g.tensors[t])]
 
   body = ranged(model.subgraphs[bodies[0]])  # One range over the bodies.
   for code, t in ranged(model.subgraphs[step[0]]):
