@@ -122,14 +122,17 @@ def _joined(enc, order, t: int, count: int):
 def _step_samples(specs, step, encoded, lengths, targets, tlens):
   """Every decode step of a batch fed `targets` (teacher-forced), one
   sample per row; `encoded` (at a bucket's length) zero-padded to
-  T_max."""
+  T_max. A row's steps share its encoding's arrays, which pickle then
+  stores once (the samples go to the converter's process as a pickle,
+  and the encoding is most of a sample's bytes)."""
   prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
   shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
   n = len(lengths)
+  padded = {"length": lengths}
   for k, x in encoded.items():
-    padded = np.zeros((n,) + tuple(shapes[k][1:]), np.float32)
-    padded[tuple(slice(0, d) for d in x.shape)] = x
-    encoded[k] = padded
+    padded[k] = np.zeros((n,) + tuple(shapes[k][1:]), np.float32)
+    padded[k][tuple(slice(0, d) for d in x.shape)] = x
+  rows = [{k: v[j : j + 1] for k, v in padded.items()} for j in range(n)]
   state = {
     k: np.zeros((n,) + tuple(shapes[k][1:]), np.float32)
     for k in state_names(specs)
@@ -137,14 +140,15 @@ def _step_samples(specs, step, encoded, lengths, targets, tlens):
   samples = []
   for t in range(int(tlens.max())):
     named = dict(
-      encoded,
+      padded,
       **state,
       prev_action=prev[:, t],
-      step=np.full((len(lengths),), t, np.int32),
-      length=lengths,
+      step=np.full((n,), t, np.int32),
     )
     for j in np.flatnonzero(t < tlens):
-      sample = {k: v[j : j + 1] for k, v in named.items()}
+      sample = dict(rows[j])
+      for k in (*state, "prev_action", "step"):
+        sample[k] = named[k][j : j + 1]
       samples.append(("decode_step", sample))
     out = step(named)
     state = {k: np.asarray(out[k]) for k in state}

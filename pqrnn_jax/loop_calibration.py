@@ -241,7 +241,7 @@ def _step_ranges_from_loop(model, loops, tol: float = 2e-3) -> None:
     for s in model.signatureDefs
     if s.signatureKey.decode() == "decode_step"
   ]
-  bodies = [v["body_graph"] for k, v in loops.items() if k[:6] == "parse_"]
+  bodies = [v["body_graph"] for k, v in loops.items() if k.startswith("parse_")]
   if not step or not bodies:
     return
 
