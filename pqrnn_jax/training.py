@@ -139,7 +139,7 @@ def _p_step(config, model, teacher, devices, batches):
   rdrop = config.train.get("rdrop", 0.0)
   if rdrop > 0:
     if teacher is not None:
-      raise ValueError("train.rdrop and distillation: choose one of them")
+      raise ValueError("train.rdrop and distillation: --config.train.rdrop=0")
     loss_fn = consistency.make_rdrop_loss_fn(
       model, config.train.label_smoothing, rdrop
     )
