@@ -13,9 +13,9 @@ parses are the same string. Prints one line per file and writes JSON.
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from pqrnn_jax import input_pipeline, metrics, tflite_runner
+from pqrnn_jax import cli, input_pipeline, metrics, tflite_runner
 from pqrnn_jax.data import readers
 
 FLAGS = flags.FLAGS
@@ -52,9 +52,9 @@ def parity(path, examples, beams) -> dict:
 
 
 def main(argv):
-  del argv
+  cli.no_extra_args(argv)
   if not FLAGS.tflite:
-    raise app.UsageError("--tflite: one or more .tflite files")
+    raise ValueError("--tflite: one or more .tflite files")
   path = input_pipeline.default_mtop_dir() / f"en/{FLAGS.split}.txt"
   examples = readers.read_examples(path)
   rows = []
@@ -62,10 +62,9 @@ def main(argv):
     rows.append(parity(f, examples, [int(b) for b in FLAGS.beams]))
     print(json.dumps(rows[-1]), flush=True)
   if FLAGS.out:
-    Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
-    out = {"split": FLAGS.split, "files": rows}
-    Path(FLAGS.out).write_text(json.dumps(out, indent=1) + "\n")
+    out = {"split": FLAGS.split, "machine": cli.machine(), "files": rows}
+    cli.write_json(FLAGS.out, out)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
