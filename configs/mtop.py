@@ -14,7 +14,7 @@ languages (de es fr hi th) have no train split here: they train on their
 eval.txt and test on test.txt, a small-data check, not an MTOP result.
 Data: $MTOP_DIR or ../shared/data/mtop, or --config.data.data_dir=DIR.
 Expected (docs/RESULTS.md, with commands): `:en` eval exact match
-0.7848 (seed 4; without R-Drop 0.765-0.775 in four seeds);
+0.7848 (seed 4; without R-Drop 0.764-0.775 in four seeds);
 `:en_12k` 0.7745; `:en_fast` 0.7602 (20 min 17 s on 2 CPU cores).
 
 `:all` is one model for the six languages: en train plus a fixed 90 % of
