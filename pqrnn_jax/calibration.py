@@ -25,7 +25,14 @@ DEFAULT_UTTERANCES = 1000
 
 
 def calibration_samples(
-  model_cfg, params, enc, kinds, n: int, seed=0, buckets=DEFAULT_BUCKETS
+  model_cfg,
+  params,
+  enc,
+  kinds,
+  n: int,
+  seed=0,
+  buckets=DEFAULT_BUCKETS,
+  beam: int = 0,
 ):
   """Representative data [(signature, {input: array})] from encoded
   training examples: per bucket, n encodes of utterances that fit it
@@ -34,7 +41,9 @@ def calibration_samples(
   from its bucket's encoding zero-padded to T_max, as the host loop
   runs it. The host loop's `decode_step` and the loops then see the same
   states, hence get the same int8 ranges, and parse alike. kinds: the
-  ontology's `decode.kinds_array` (the tree constraints)."""
+  ontology's `decode.kinds_array` (the tree constraints). beam > 1: also
+  `decode_step_k<beam>` on the beam search's own hypotheses, step by
+  step, as the host beam and `beam<beam>_<t>` run them."""
   rng = np.random.default_rng(seed)
   order = rng.permutation(len(enc.lengths))
   buckets = bucket_lengths(model_cfg.max_source_len, buckets)
@@ -64,9 +73,10 @@ def calibration_samples(
     fps, lengths = fps[new], lengths[new]
     actions, tlens = _greedy(model, params, fps, lengths, kinds)
     encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
-    samples += _step_samples(
-      model.signatures(), step, encoded, lengths, actions, tlens
-    )
+    rows = _padded_rows(model.signatures(), encoded, lengths)
+    samples += _step_samples(model.signatures(), step, rows, actions, tlens)
+    if beam > 1:
+      samples += _beam_samples(model, params, fps, lengths, kinds, rows, beam)
   return samples
 
 
@@ -79,24 +89,6 @@ def _greedy(model, params, fps, lengths, kinds):
   )
   steps = (actions != targets_lib.PAD_ID) & (actions != targets_lib.EOS_ID)
   return actions, steps.sum(axis=1)
-
-
-def with_beam_step(samples, beam: int, state: list[str]):
-  """`samples` plus, for `decode_step_k<beam>`, its decode_step samples
-  in groups of `beam`: the rows of each group's previous actions and
-  decoder `state` (names) stacked over the first one's encoding."""
-  name = beam_step_name(beam)
-  if beam < 2 or any(n == name for n, _ in samples):
-    return samples
-  steps = [named for n, named in samples if n == "decode_step"]
-  rows = set(state) | {"prev_action"}
-  out = []
-  for i in range(0, len(steps) - beam + 1, beam):
-    group = steps[i : i + beam]
-    sample = dict(group[0])
-    sample.update({k: np.concatenate([g[k] for g in group]) for k in rows})
-    out.append((name, sample))
-  return list(samples) + out
 
 
 def _joined(enc, order, t: int, count: int):
@@ -119,22 +111,30 @@ def _joined(enc, order, t: int, count: int):
   return fps, np.full((count,), t, np.int32)
 
 
-def _step_samples(specs, step, encoded, lengths, targets, tlens):
-  """Every decode step of a batch fed `targets` (teacher-forced), one
-  sample per row; `encoded` (at a bucket's length) zero-padded to
-  T_max. A row's steps share its encoding's arrays, which pickle then
-  stores once (the samples go to the converter's process as a pickle,
-  and the encoding is most of a sample's bytes)."""
-  prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
+def _padded_rows(specs, encoded, lengths):
+  """Per utterance, its encoding (at a bucket's length) zero-padded to
+  T_max, as decode_step takes it: [{input: [1, ...] array}]. A row's
+  samples share its arrays, which pickle then stores once (the samples
+  go to the converter's process as a pickle, and the encoding is most
+  of a sample's bytes)."""
   shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
-  n = len(lengths)
   padded = {"length": lengths}
   for k, x in encoded.items():
-    padded[k] = np.zeros((n,) + tuple(shapes[k][1:]), np.float32)
+    padded[k] = np.zeros((len(lengths),) + tuple(shapes[k][1:]), np.float32)
     padded[k][tuple(slice(0, d) for d in x.shape)] = x
-  rows = [{k: v[j : j + 1] for k, v in padded.items()} for j in range(n)]
+  return [
+    {k: v[j : j + 1] for k, v in padded.items()} for j in range(len(lengths))
+  ]
+
+
+def _step_samples(specs, step, rows, targets, tlens):
+  """Every decode step of a batch fed `targets` (teacher-forced), one
+  sample per row of `_padded_rows`."""
+  prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
+  padded = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+  shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
   state = {
-    k: np.zeros((n,) + tuple(shapes[k][1:]), np.float32)
+    k: np.zeros((len(rows),) + tuple(shapes[k][1:]), np.float32)
     for k in state_names(specs)
   }
   samples = []
@@ -143,7 +143,7 @@ def _step_samples(specs, step, encoded, lengths, targets, tlens):
       padded,
       **state,
       prev_action=prev[:, t],
-      step=np.full((n,), t, np.int32),
+      step=np.full(len(rows), t, np.int32),
     )
     for j in np.flatnonzero(t < tlens):
       sample = dict(rows[j])
@@ -152,6 +152,41 @@ def _step_samples(specs, step, encoded, lengths, targets, tlens):
       samples.append(("decode_step", sample))
     out = step(named)
     state = {k: np.asarray(out[k]) for k in state}
+  return samples
+
+
+def _beam_samples(model, params, fps, lengths, kinds, rows, k, alpha=0.6):
+  """`decode_step_k<k>` samples: the k hypotheses of `decode.beam_search`
+  (GNMT alpha: the files', parse_graph.beam_fn) at every step that the
+  one-call beam runs (until no live hypothesis can beat the best finished
+  one), over each row of `_padded_rows`."""
+  names = state_names(model.signatures())
+  samples, chunk = [], 256  # The trace holds U steps of every hypothesis.
+  for c in range(0, len(lengths), chunk):
+    part = slice(c, c + chunk)
+    _, _, (prev, sums, logp, fin) = decode.beam_search(
+      model,
+      params,
+      fps[part],
+      lengths[part],
+      jnp.asarray(kinds),
+      beam_size=k,
+      length_penalty=alpha,
+      trace=True,
+    )
+    u = prev.shape[0]
+    best = np.max(np.asarray(logp), axis=2)  # [U, B]
+    bound = best / decode.gnmt_penalty(u, alpha)
+    running = np.isfinite(best) & (bound > np.asarray(fin))
+    running = np.cumprod(running, axis=0).astype(bool)  # The loop stops.
+    prev = np.asarray(prev).reshape(u, -1, k)
+    sums = [np.asarray(x).reshape(u, -1, k, x.shape[-1]) for x in sums]
+    for t, j in zip(*np.nonzero(running), strict=True):
+      sample = dict(
+        rows[c + j], prev_action=prev[t, j], step=np.array([t], np.int32)
+      )
+      sample.update({n: x[t, j] for n, x in zip(names, sums, strict=True)})
+      samples.append((beam_step_name(k), sample))
   return samples
 
 
@@ -164,15 +199,15 @@ def check(samples, max_len, buckets, beam=0) -> None:
     raise ValueError(
       f"variant 'int8' needs calibration samples for signatures {lack}: "
       f"make them with calibration_samples(..., buckets={buckets})"
-      + (" and with_beam_step" if beam > 1 else "")
+      + (f" and beam={beam}" if beam > 1 else "")
     )
 
 
 def from_config(
-  config, model_cfg, params, ontology, n, buckets=DEFAULT_BUCKETS
+  config, model_cfg, params, ontology, n, buckets=DEFAULT_BUCKETS, beam=0
 ):
   """Representative data from n random training utterances of `config`
-  per bucket."""
+  per bucket (beam: as calibration_samples')."""
   from pqrnn_jax import input_pipeline
 
   train = input_pipeline.load_split(config.data, "train")
@@ -185,5 +220,5 @@ def from_config(
   )
   kinds = decode.kinds_array(ontology)
   return calibration_samples(
-    model_cfg, params, enc, kinds, n, config.seed, buckets
+    model_cfg, params, enc, kinds, n, config.seed, buckets, beam
   )

@@ -31,6 +31,7 @@ import numpy as np
 
 from pqrnn_jax import frames as frames_lib
 from pqrnn_jax import targets as targets_lib
+from pqrnn_jax.model import shift_right
 from pqrnn_jax.targets import EOS_ID, FORMS, PAD_ID
 
 # Codes of the per-id kinds of `Ontology.kinds()`; pointers get _PTR.
@@ -225,7 +226,6 @@ def greedy_decode(
   cache = model.apply(variables, memory, mask, method="init_cache")
   prev = jnp.full((b,), EOS_ID, jnp.int32)  # BOS is the EOS id.
   log_probs = _step_fn(model, variables, kinds_V, constrained, form, frame)
-
   u = model.config.max_target_len
 
   # A while loop that stops once every row is done: rows that ended only
@@ -261,14 +261,14 @@ def _done(state: TreeState, constrained: bool):
 
 
 def gnmt_penalty(length, alpha):
-  """GNMT penalty ((5 + len) / 6) ** alpha; alpha = 0 gives 1. Plain
-  arithmetic: traced under jit, a Python float on the host."""
+  """GNMT penalty ((5 + len) / 6) ** alpha (1 at alpha 0), jit or host."""
   return ((5.0 + length) / 6.0) ** alpha
 
 
-@functools.partial(
-  jax.jit, static_argnames=("model", "beam_size", "constrained", "form")
-)
+_BEAM_STATIC = ("model", "beam_size", "constrained", "form", "trace")
+
+
+@functools.partial(jax.jit, static_argnames=_BEAM_STATIC)
 def beam_search(
   model,
   params,
@@ -281,8 +281,11 @@ def beam_search(
   length_penalty=0.6,
   constrained=True,
   form="decoupled",
+  trace=False,
 ):
-  """Best hypothesis: (actions [B, U] int32, score [B] float32).
+  """Best hypothesis: (actions [B, U] int32, score [B] float32); `trace`
+  adds each step's start (calibration.py): previous actions [U, B * K],
+  running sums [U, B * K, D] per layer, log-probs [U, B, K], best [U, B].
 
   The score is the sum of log-probs through EOS divided by the GNMT length
   penalty. K live hypotheses are extended each step; those ending in EOS
@@ -304,6 +307,7 @@ def beam_search(
 
   def step(carry, t):
     cache, prev, state, logp_BxK, live_BxKxU, fin_BxK, fin_BxKxU = carry
+    start = (prev, cache["sums"], logp_BxK, fin_BxK[:, 0]) if trace else None
     step_NxA, cache = log_probs((cache, memory, mask, prev, state), t)
     a = step_NxA.shape[-1]
     total_BxKxA = logp_BxK[..., None] + step_NxA.reshape(b, k, a)
@@ -320,10 +324,11 @@ def beam_search(
     act_N = act_BxK.reshape(-1)
     state = transition(state, act_N, kinds_V, vocab, jnp)
     carry = (cache, act_N, state, logp_BxK, live_BxKxU, fin_BxK, fin_BxKxU)
-    return carry, None
+    return carry, start
 
-  carry, _ = jax.lax.scan(step, carry, jnp.arange(u))
-  return _best(*carry[3:], gnmt_penalty(u, length_penalty))
+  carry, starts = jax.lax.scan(step, carry, jnp.arange(u))
+  best = _best(*carry[3:], gnmt_penalty(u, length_penalty))
+  return (*best, starts) if trace else best
 
 
 def _beam_init(cache, b: int, k: int, u: int):
@@ -356,8 +361,7 @@ def _join_finished(fin_BxK, fin_BxKxU, live_BxKxU, total_BxKxA, t, alpha):
 
 
 def _reorder_beams(tree, beam_BxK):
-  """Rows [B * K, ...] of every array in `tree` reordered to the chosen
-  beams; scalars (the cache step) are shared by all rows."""
+  """Rows [B * K, ...] of `tree` in the chosen beams' order; scalars kept."""
   b, k = beam_BxK.shape
   rows_N = (jnp.arange(b)[:, None] * k + beam_BxK).reshape(-1)
   return jax.tree.map(lambda x: x if x.ndim == 0 else x[rows_N], tree)
@@ -377,9 +381,7 @@ def score_actions(model, params, fps_BxT, lengths_B, actions_BxU):
   """Sum of log-probs [B] of actions through the first EOS (teacher forced)."""
   variables = {"params": params}
   memory, mask = model.apply(variables, fps_BxT, lengths_B, method="encode")
-  inputs = jnp.concatenate(
-    [jnp.full_like(actions_BxU[:, :1], EOS_ID), actions_BxU[:, :-1]], axis=1
-  )
+  inputs = shift_right(actions_BxU)
   scores = model.apply(variables, memory, mask, inputs, method="decode")
   logp = jax.nn.log_softmax(scores, axis=-1)
   picked_BxU = jnp.take_along_axis(logp, actions_BxU[..., None], -1)[..., 0]

@@ -225,7 +225,6 @@ def export(
   steps, parse, beam = _what_to_export(variant, signatures, beam)
   state = state_names(signature_specs(model_cfg))
   if variant == "int8":
-    calibration = calibration_lib.with_beam_step(calibration or [], beam, state)
     calibration_lib.check(calibration, model_cfg.max_source_len, buckets, beam)
   parse_buckets = buckets if parse else []
   if variant == "dynamic":  # Tables in int8 (int8 files lose accuracy).
@@ -276,8 +275,9 @@ def export_workdir(
   )
   samples = None
   if variant == "int8":
+    k = _what_to_export(variant, signatures, beam)[2]
     samples = calibration_lib.from_config(
-      config, model_cfg, params, ontology, calibration, buckets
+      config, model_cfg, params, ontology, calibration, buckets, k
     )
   return export(
     model_cfg,

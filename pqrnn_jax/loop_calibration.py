@@ -229,29 +229,41 @@ def _shared_body_ranges(model, loops) -> None:
 def _step_ranges_from_loop(model, loops, tol: float = 2e-3) -> None:
   """`decode_step` takes the greedy loop body's range for each tensor
   whose range it nearly shares (op type alike, both ends within `tol` of
-  the span). Both are calibrated on the same greedy states
-  (calibration.py), the step's in JAX, the loop's in TFLite's float
-  interpreter: float noise leaves their ranges ~1e-4 apart, enough to
-  round a few values to another int8 level and flip a near-tie between
+  the span), and `decode_step_k<K>` the `beam<K>_<t>` body's. Both are
+  calibrated on the same states (calibration.py: the greedy parse's, the
+  beam search's hypotheses), the step's in JAX, the loop's in TFLite's
+  float interpreter: float noise leaves their ranges ~1e-4 apart, enough
+  to round a few values to another int8 level and flip a near-tie between
   the one-call parse and the host loop of one file. The step's other
   tensors keep their own ranges. Graph inputs count (the decoder state,
   which int8 matmuls read)."""
-  step = [
-    s.subgraphIndex
-    for s in model.signatureDefs
-    if s.signatureKey.decode() == "decode_step"
-  ]
-  bodies = [v["body_graph"] for k, v in loops.items() if k.startswith("parse_")]
-  if not step or not bodies:
-    return
+  steps = {
+    s.signatureKey.decode(): s.subgraphIndex for s in model.signatureDefs
+  }
+  for key, graph in steps.items():
+    if key == "decode_step":
+      kind = "parse_"
+    elif key.startswith("decode_step_k"):
+      kind = f"beam{key.rsplit('_k', 1)[1]}_"
+    else:
+      continue
+    bodies = [v["body_graph"] for k, v in loops.items() if k.startswith(kind)]
+    if bodies:  # One range over the bodies (_shared_body_ranges).
+      _take_near_ranges(model.subgraphs[graph], model.subgraphs[bodies[0]], tol)
+
+
+def _take_near_ranges(step, body, tol: float) -> None:
+  """Each ranged tensor of `step` takes the range of the first tensor of
+  `body` made by the same op type (-1: a graph input) whose range is
+  within `tol` of its span at both ends."""
 
   def ranged(g):  # (op code, tensor); -1 for the graph's inputs.
     found = [(-1, t) for t in g.inputs]
     found += [(op.opcodeIndex, t) for op in g.operators for t in op.outputs]
     return [(c, g.tensors[t]) for c, t in found if _has_range(g.tensors[t])]
 
-  body = ranged(model.subgraphs[bodies[0]])  # One range over the bodies.
-  for code, t in ranged(model.subgraphs[step[0]]):
+  body = ranged(body)
+  for code, t in ranged(step):
     lo, hi = min(t.quantization.min), max(t.quantization.max)
     near = tol * (hi - lo)
     for c, b in body:

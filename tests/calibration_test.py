@@ -30,3 +30,33 @@ def test_step_samples_are_the_greedy_parse_from_padded_encodings():
     assert x["memory"].shape[1] == t_max
     assert not x["memory"][:, first:].any()
     assert x["memory"][:, : x["length"][0]].any()
+
+
+def test_beam_step_samples_follow_the_beam_from_padded_encodings():
+  model_cfg, params, ontology, enc = tiny_trained()
+  kinds = decode.kinds_array(ontology)
+  samples = calibration.calibration_samples(
+    model_cfg, params, enc, kinds, 8, beam=4
+  )
+  greedy = [x for k, x in samples if k == "decode_step"]
+  beam = [x for k, x in samples if k == "decode_step_k4"]
+  assert beam and all(x["prev_action"].shape == (4,) for x in beam)
+  assert all(x["sum0"].shape == (4, model_cfg.bottleneck) for x in beam)
+  # Each utterance's hypotheses over its own padded encoding: the arrays
+  # of its greedy steps.
+  first = {id(x["memory"]) for x in greedy if x["step"][0] == 0}
+  starts = [x for x in beam if x["step"][0] == 0]
+  assert {id(x["memory"]) for x in starts} == first
+  for x in starts:  # One hypothesis yet: BOS, no running sums.
+    assert (x["prev_action"] == targets.EOS_ID).all()
+    assert not x["sum0"].any()
+  # After step 0 the best hypothesis is the greedy first action; the
+  # others are other actions (distinct hypotheses).
+  by_row = {id(x["memory"]): x for x in greedy if x["step"][0] == 1}
+  seconds = [x for x in beam if x["step"][0] == 1]
+  assert seconds
+  for x in seconds:
+    assert len(set(x["prev_action"].tolist())) == 4
+    if id(x["memory"]) in by_row:
+      want = by_row[id(x["memory"])]["prev_action"][0]
+      assert x["prev_action"][0] == want

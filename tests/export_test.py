@@ -82,7 +82,12 @@ def export_each(trained, out, variants, **kw) -> dict:
   samples = None
   if "int8" in variants:
     samples = calibration.calibration_samples(
-      model_cfg, params, enc, decode.kinds_array(ontology), 48
+      model_cfg,
+      params,
+      enc,
+      decode.kinds_array(ontology),
+      48,
+      beam=kw.get("beam") or 0,
     )
   return {
     v: export.export(
