@@ -196,15 +196,13 @@ def main(argv):
     result[name] = _score(preds, examples, jax_preds["none"])
     print(f"{name}: {time.time() - t0:.0f}s", flush=True)
 
+  samples = calibration.from_config(
+    config, model_cfg, params, ontology, args.calibration
+  )
   unknown = sorted(set(args.files) - set(FILES))
   if unknown:
     raise ValueError(f"--files {unknown}: choose from {', '.join(FILES)}")
   beams = [int(b) for b in args.int8_beams if int(b) > 1]
-  # The batched beam step (int8_parse's only) is calibrated on beam states.
-  step_beam = max(beams) if beams and "int8_parse" in args.files else 0
-  samples = calibration.from_config(
-    config, model_cfg, params, ontology, args.calibration, beam=step_beam
-  )
   exported = {}
   for name in args.files:  # int8_parse: the int8 file with parse_<t> only.
     variant, _, which = name.partition("_")

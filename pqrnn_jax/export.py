@@ -275,9 +275,10 @@ def export_workdir(
   )
   samples = None
   if variant == "int8":
-    k = _what_to_export(variant, signatures, beam)[2]
+    # Beam states only for a batched step (a file with the steps).
+    steps, _, k = _what_to_export(variant, signatures, beam)
     samples = calibration_lib.from_config(
-      config, model_cfg, params, ontology, calibration, buckets, k
+      config, model_cfg, params, ontology, calibration, buckets, k * steps
     )
   return export(
     model_cfg,
