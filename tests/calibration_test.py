@@ -1,16 +1,26 @@
 """int8 calibration data: the step sees what the host loop feeds it."""
 
 import numpy as np
+import pytest
 
 from pqrnn_jax import calibration, decode, models, targets
 from pqrnn_jax.tflite_signatures import encode_name
 from tests.export_test import tiny_trained
 
 
-def test_step_samples_are_the_greedy_parse_from_padded_encodings():
+@pytest.fixture(scope="module")
+def made():
+  """The tiny model, and its calibration samples with beam 4 states."""
   model_cfg, params, ontology, enc = tiny_trained()
   kinds = decode.kinds_array(ontology)
-  samples = calibration.calibration_samples(model_cfg, params, enc, kinds, 8)
+  samples = calibration.calibration_samples(
+    model_cfg, params, enc, kinds, 8, beam=4
+  )
+  return model_cfg, params, kinds, samples
+
+
+def test_step_samples_are_the_greedy_parse_from_padded_encodings(made):
+  model_cfg, params, kinds, samples = made
   t_max, first = model_cfg.max_source_len, 12  # The tiny buckets: 12, T_max.
   inputs = [x for k, x in samples if k == encode_name(first)]
   steps = [x for k, x in samples if k == "decode_step"]
@@ -32,12 +42,8 @@ def test_step_samples_are_the_greedy_parse_from_padded_encodings():
     assert x["memory"][:, : x["length"][0]].any()
 
 
-def test_beam_step_samples_follow_the_beam_from_padded_encodings():
-  model_cfg, params, ontology, enc = tiny_trained()
-  kinds = decode.kinds_array(ontology)
-  samples = calibration.calibration_samples(
-    model_cfg, params, enc, kinds, 8, beam=4
-  )
+def test_beam_step_samples_follow_the_beam_from_padded_encodings(made):
+  model_cfg, _, _, samples = made
   greedy = [x for k, x in samples if k == "decode_step"]
   beam = [x for k, x in samples if k == "decode_step_k4"]
   assert beam and all(x["prev_action"].shape == (4,) for x in beam)

@@ -1,5 +1,6 @@
 """TFLite export: builtin ops only, outputs vs JAX, runner parses vs JAX."""
 
+import functools
 import json
 import subprocess
 
@@ -59,6 +60,7 @@ def _train(model_cfg, enc, steps=150, seed=0):
   return params
 
 
+@functools.cache  # One training per test process; callers only read it.
 def tiny_trained():
   """(model config, parameters, ontology, encoded train data) of the tiny
   config trained by `_train`, without dropout."""
