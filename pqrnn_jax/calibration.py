@@ -73,8 +73,10 @@ def calibration_samples(
     fps, lengths = fps[new], lengths[new]
     actions, tlens = _greedy(model, params, fps, lengths, kinds)
     encoded = {k: np.asarray(v) for k, v in encode(fps, lengths).items()}
-    rows = _padded_rows(model.signatures(), encoded, lengths)
-    samples += _step_samples(model.signatures(), step, rows, actions, tlens)
+    padded, rows = _padded_rows(model.signatures(), encoded, lengths)
+    samples += _step_samples(
+      model.signatures(), step, padded, rows, actions, tlens
+    )
     if beam > 1:
       samples += _beam_samples(model, params, fps, lengths, kinds, rows, beam)
   return samples
@@ -112,26 +114,25 @@ def _joined(enc, order, t: int, count: int):
 
 
 def _padded_rows(specs, encoded, lengths):
-  """Per utterance, its encoding (at a bucket's length) zero-padded to
-  T_max, as decode_step takes it: [{input: [1, ...] array}]. A row's
-  samples share its arrays, which pickle then stores once (the samples
-  go to the converter's process as a pickle, and the encoding is most
-  of a sample's bytes)."""
+  """The encodings (at a bucket's length) zero-padded to T_max, as
+  decode_step takes them: ({input: [N, ...]}, per utterance its [1, ...]
+  views of those). A row's samples share its arrays, which pickle then
+  stores once (the samples go to the converter's process as a pickle,
+  and the encoding is most of a sample's bytes)."""
   shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
   padded = {"length": lengths}
   for k, x in encoded.items():
     padded[k] = np.zeros((len(lengths),) + tuple(shapes[k][1:]), np.float32)
     padded[k][tuple(slice(0, d) for d in x.shape)] = x
-  return [
+  return padded, [
     {k: v[j : j + 1] for k, v in padded.items()} for j in range(len(lengths))
   ]
 
 
-def _step_samples(specs, step, rows, targets, tlens):
+def _step_samples(specs, step, padded, rows, targets, tlens):
   """Every decode step of a batch fed `targets` (teacher-forced), one
   sample per row of `_padded_rows`."""
   prev = np.asarray(model_lib.shift_right(jnp.asarray(targets)))
-  padded = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
   shapes = {n: sh for n, sh, _ in specs["decode_step"]["inputs"]}
   state = {
     k: np.zeros((len(rows),) + tuple(shapes[k][1:]), np.float32)
